@@ -1,0 +1,106 @@
+"""The ``DeepAnalyze`` configurable: every user-facing knob, in one place.
+
+Owns the traitlets that the CLI, the server extension, the magic and the eval harness
+read. Environment variables ``DEEPANALYZE_MODEL`` and ``DEEPANALYZE_API_KEY`` supply
+defaults; config files and command-line flags override them.
+
+Must not import Jupyter server code.
+"""
+
+from __future__ import annotations
+
+import os
+
+from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, default
+from traitlets.config import Configurable
+
+MODEL_ENV = "DEEPANALYZE_MODEL"
+API_KEY_ENV = "DEEPANALYZE_API_KEY"
+
+
+class DeepAnalyze(Configurable):
+    """Settings of the DeepAnalyze agent."""
+
+    model = Unicode(
+        help=(
+            "Model spec: an OpenAI-compatible base URL (http://host:port/v1), "
+            "'vllm:ID_OR_PATH', 'transformers:ID_OR_PATH', 'tiny' or 'auto'. "
+            f"Defaults to ${MODEL_ENV}, else 'auto'."
+        ),
+    ).tag(config=True)
+
+    @default("model")
+    def _default_model(self) -> str:
+        return os.environ.get(MODEL_ENV, "").strip() or "auto"
+
+    model_name = Unicode(
+        "",
+        help="Served model name to request. Empty: ask the server's /v1/models.",
+    ).tag(config=True)
+
+    allowed_models = List(
+        Unicode(),
+        default_value=[],
+        help="Model specs users may pick (server extension). Empty: only the configured model.",
+    ).tag(config=True)
+
+    dialect = CaselessStrEnum(
+        ["auto", "native", "generic"],
+        default_value="auto",
+        help=(
+            "Prompt dialect: 'native' for DeepAnalyze models (no system prompt, 'execute' "
+            "role), 'generic' for other chat models, 'auto' chooses by the model's name."
+        ),
+    ).tag(config=True)
+
+    api_key = Unicode(
+        help=f"API key sent as a Bearer token. Defaults to ${API_KEY_ENV}; never logged.",
+    ).tag(config=True)
+
+    @default("api_key")
+    def _default_api_key(self) -> str:
+        return os.environ.get(API_KEY_ENV, "")
+
+    max_rounds = Int(30, min=1, help="Maximum number of model turns in one run.").tag(
+        config=True
+    )
+
+    execution_timeout = Float(
+        600.0,
+        min=0.1,
+        help="Seconds one code block may run before the kernel is interrupted.",
+    ).tag(config=True)
+
+    output_limit = Int(
+        16000,
+        min=200,
+        help="Characters of execution output sent back to the model (head and tail kept).",
+    ).tag(config=True)
+
+    approval = CaselessStrEnum(
+        ["auto", "manual"],
+        default_value="auto",
+        help="'manual': every code block waits for the user to run, edit or skip it.",
+    ).tag(config=True)
+
+    temperature = Float(0.5, min=0.0, max=2.0, help="Sampling temperature.").tag(config=True)
+
+    max_tokens = Int(
+        32768,
+        min=1,
+        help="Most tokens per model turn (bounded by the server's context window).",
+    ).tag(config=True)
+
+    request_timeout = Float(
+        600.0,
+        min=1.0,
+        help="Seconds to wait for the model server between streamed chunks.",
+    ).tag(config=True)
+
+    keep_output_before_error = Bool(
+        True,
+        help=(
+            "Send what a failing block printed before the [Error]: line. "
+            "False reproduces the reference exactly (it drops it)."
+        ),
+    ).tag(config=True)

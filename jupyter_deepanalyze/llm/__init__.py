@@ -1,0 +1,69 @@
+"""Model backends behind one surface, ``ChatModel``.
+
+Owns the ``ChatModel`` protocol, the generation parameters and the named model errors.
+Backends: ``openai_compat`` (vLLM, SGLang, Ollama, llama.cpp server, cloud APIs);
+``registry`` turns a model spec into a backend.
+
+Must not contain agent logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..protocol import STOP_SEQUENCES, Dialect
+
+Message = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling settings of one model turn."""
+
+    temperature: float = 0.5
+    max_tokens: int = 32768
+    stop: Sequence[str] = STOP_SEQUENCES
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ModelError(RuntimeError):
+    """The model could not produce a turn; the message is one line meant for users."""
+
+
+class ModelUnavailableError(ModelError):
+    """Nothing answers at the model's address, or the backend cannot be loaded."""
+
+
+class ContextWindowFullError(ModelError):
+    """The conversation no longer fits in the model's context window."""
+
+
+class ChatModel(Protocol):
+    """A chat model the agent can stream turns from.
+
+    ``stream`` yields the turn's text exactly as the model wrote it, with the ``</Code>``
+    stop sequence restored (PROTOCOL.md, "The loop", step 2).
+    """
+
+    spec: str
+    name: str
+    dialect: Dialect
+
+    async def ready(self) -> None:
+        """Resolve the served name and limits; raise ``ModelUnavailableError`` if unreachable."""
+
+    def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
+__all__ = [
+    "ChatModel",
+    "ContextWindowFullError",
+    "GenerationParams",
+    "Message",
+    "ModelError",
+    "ModelUnavailableError",
+]

@@ -1,0 +1,482 @@
+"""The DeepAnalyze wire format (shared/PROTOCOL.md), byte for byte.
+
+Owns the tags, the streaming-safe segment parser, code extraction, the first user
+message, the text the model sees of an execution (``format_feedback``) and the two
+dialects (native DeepAnalyze, generic chat models).
+
+Must not do I/O: everything here is a pure function of its arguments.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+TAGS: tuple[str, ...] = ("Analyze", "Understand", "Code", "Execute", "Answer")
+"""Every tag of the format, in the order PROTOCOL.md lists them."""
+
+CODE_CLOSE = "</Code>"
+STOP_SEQUENCES: tuple[str, ...] = (CODE_CLOSE,)
+
+_OPEN = {f"<{t}>": t for t in TAGS}
+_CLOSE = {f"</{t}>": t for t in TAGS}
+_ALL_MARKERS = tuple(_OPEN) + tuple(_CLOSE)
+# Inside these tags any other opening tag also ends the segment (a model that forgot a
+# closing tag still gets its code run). Inside <Code> only </Code> ends it: code may
+# legitimately print "<Answer>".
+_IMPLICITLY_CLOSED = frozenset({"Analyze", "Understand", "Execute", "Answer"})
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One finished piece of a model turn.
+
+    ``tag`` is the tag name, or ``None`` for text written outside any tag (a note).
+    ``text`` is the raw content between the tags. ``closed`` is False when the turn
+    ended before the closing tag.
+    """
+
+    tag: str | None
+    text: str
+    closed: bool = True
+
+
+@dataclass(frozen=True)
+class SegmentDelta:
+    """Text of the segment in progress, as soon as it is certain."""
+
+    tag: str | None
+    text: str
+
+
+def _held_back(buffer: str, markers: Iterable[str]) -> int:
+    """Length of the longest suffix of ``buffer`` that may still grow into a marker."""
+    longest = 0
+    for marker in markers:
+        for size in range(min(len(marker) - 1, len(buffer)), longest, -1):
+            if buffer.endswith(marker[:size]):
+                longest = size
+                break
+    return longest
+
+
+class SegmentParser:
+    """Splits model text into segments while it streams in, in chunks of any size.
+
+    ``feed`` and ``close`` return, in order, ``SegmentDelta`` items (text certain to
+    belong to the open segment) and ``Segment`` items (a segment just finished). For
+    every finished segment the deltas before it concatenate to its text. Whitespace
+    between tags is not a note and yields nothing.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._tag: str | None = None
+        self._text: list[str] = []
+        self._emitted = 0  # characters of an outside note already sent as deltas
+
+    @property
+    def open_tag(self) -> str | None:
+        return self._tag
+
+    def feed(self, chunk: str) -> list[SegmentDelta | Segment]:
+        self._buffer += chunk
+        out: list[SegmentDelta | Segment] = []
+        while self._buffer:
+            if not self._step(out):
+                break
+        return out
+
+    def close(self) -> list[SegmentDelta | Segment]:
+        """End of the turn: whatever is buffered belongs to the open segment."""
+        out: list[SegmentDelta | Segment] = []
+        self._append(self._buffer, out)
+        self._buffer = ""
+        self._finish(out, closed=self._tag is None)
+        return out
+
+    # -- internals
+
+    def _markers(self) -> tuple[str, ...]:
+        if self._tag is None:
+            return _ALL_MARKERS
+        closing = f"</{self._tag}>"
+        if self._tag in _IMPLICITLY_CLOSED:
+            return (closing, *_OPEN)
+        return (closing,)
+
+    def _step(self, out: list[SegmentDelta | Segment]) -> bool:
+        """Consume up to and including the next marker. False when more text is needed."""
+        buffer = self._buffer
+        best: tuple[int, str] | None = None
+        for marker in self._markers():
+            pos = buffer.find(marker)
+            if pos != -1 and (best is None or pos < best[0]):
+                best = (pos, marker)
+        if best is None:
+            keep = _held_back(buffer, self._markers())
+            self._append(buffer[: len(buffer) - keep], out)
+            self._buffer = buffer[len(buffer) - keep :]
+            return False
+        pos, marker = best
+        self._append(buffer[:pos], out)
+        self._buffer = buffer[pos + len(marker) :]
+        if marker in _CLOSE:
+            if self._tag is not None:  # a stray closing tag outside any segment is dropped
+                self._finish(out, closed=True)
+        else:
+            if self._tag is not None:  # implicitly closed by a new opening tag
+                self._finish(out, closed=False)
+            else:
+                self._finish(out, closed=True)
+            self._tag = _OPEN[marker]
+        return True
+
+    def _append(self, text: str, out: list[SegmentDelta | Segment]) -> None:
+        if not text:
+            return
+        self._text.append(text)
+        if self._tag is not None:
+            out.append(SegmentDelta(self._tag, text))
+            return
+        # Outside any tag: say nothing until the note holds more than whitespace.
+        note = "".join(self._text)
+        if note.strip():
+            out.append(SegmentDelta(None, note[self._emitted :]))
+            self._emitted = len(note)
+
+    def _finish(self, out: list[SegmentDelta | Segment], *, closed: bool) -> None:
+        text = "".join(self._text)
+        tag = self._tag
+        self._text = []
+        self._emitted = 0
+        self._tag = None
+        if tag is None and not text.strip():
+            return
+        out.append(Segment(tag, text, closed if tag is not None else True))
+
+
+def parse_segments(text: str) -> list[Segment]:
+    """All segments of a complete turn."""
+    parser = SegmentParser()
+    items = parser.feed(text) + parser.close()
+    return [item for item in items if isinstance(item, Segment)]
+
+
+_FENCE = re.compile(r"```")
+_FENCE_LANGUAGE = re.compile(r"[ \t]*[A-Za-z0-9_+.-]*[ \t]*\r?\n")
+
+
+def extract_code(block: str) -> str:
+    """The code of a ``<Code>`` block's content.
+
+    As the reference does: if the block holds a ``` fence, the code is the (first)
+    fenced part, else the whole block; stripped. Beyond the reference, a language word
+    other than ``python`` on the opening fence line (```py) is skipped too, and a fence
+    that is never closed runs to the end of the block.
+    """
+    content = block.strip()
+    opening = _FENCE.search(content)
+    if opening is None:
+        return content
+    start = opening.end()
+    language = _FENCE_LANGUAGE.match(content, start)
+    if language is not None:
+        start = language.end()
+    closing = _FENCE.search(content, start)
+    end = closing.start() if closing is not None else len(content)
+    return content[start:end].strip()
+
+
+def first_code_block(text: str) -> str | None:
+    """Content of the first ``<Code>…</Code>`` block of a turn, or None."""
+    for segment in parse_segments(text):
+        if segment.tag == "Code":
+            return segment.text
+    return None
+
+
+def close_open_code(text: str) -> str:
+    """Close a ``<Code>`` block left open (servers that do not report ``stop_reason``)."""
+    segments = parse_segments(text)
+    if segments and segments[-1].tag == "Code" and not segments[-1].closed:
+        return text + CODE_CLOSE
+    return text
+
+
+# --------------------------------------------------------------------- first message
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file the model can open by ``name`` from the working directory."""
+
+    name: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class VariableInfo:
+    """A live variable of the kernel (our addition to the first message)."""
+
+    name: str
+    type: str
+    shape: Sequence[int] | None = None
+    columns: Sequence[tuple[str, str]] = ()
+    memory_bytes: int | None = None
+
+
+def format_size(size_bytes: int) -> str:
+    """``bytes/1024`` with one decimal and ``KB``: ``"0.5KB"``, ``"1536.0KB"``."""
+    return f"{size_bytes / 1024:.1f}KB"
+
+
+_MAX_COLUMNS_DESCRIBED = 40
+
+
+def describe_variable(variable: VariableInfo) -> dict[str, Any]:
+    """Short, factual description of a variable for the ``# Data`` section."""
+    described: dict[str, Any] = {"name": variable.name, "type": variable.type}
+    if variable.shape is not None:
+        described["shape"] = list(variable.shape)
+    if variable.columns:
+        shown = [f"{name} ({dtype})" for name, dtype in variable.columns[:_MAX_COLUMNS_DESCRIBED]]
+        hidden = len(variable.columns) - len(shown)
+        if hidden > 0:
+            shown.append(f"... {hidden} more")
+        described["columns"] = ", ".join(shown)
+    return described
+
+
+def build_first_message(
+    instruction: str,
+    files: Sequence[DataFile] = (),
+    variables: Sequence[VariableInfo] = (),
+) -> str:
+    """The one user message of a run (no system prompt for the native model)."""
+    message = f"# Instruction\n{instruction.strip()}"
+    if not files and not variables:
+        return message
+    data = ""
+    for index, data_file in enumerate(sorted(files, key=lambda f: f.name), start=1):
+        entry = {"name": data_file.name, "size": format_size(data_file.size_bytes)}
+        data += f"File {index}:\n{json.dumps(entry, indent=4, ensure_ascii=False)}\n\n"
+    if variables:
+        data += "Variables already defined in the running Python session:\n"
+        for index, variable in enumerate(variables, start=1):
+            described = json.dumps(describe_variable(variable), indent=4, ensure_ascii=False)
+            data += f"Variable {index}:\n{described}\n\n"
+    return f"{message}\n\n# Data\n{data}"
+
+
+# ------------------------------------------------------------------ execution output
+
+
+@dataclass(frozen=True)
+class FeedbackOptions:
+    """Our deliberate improvements over the reference, each switchable for parity."""
+
+    keep_output_before_error: bool = True
+    show_results: bool = True  # trailing-expression values and display() text
+    limit: int | None = 16000  # characters; None sends everything
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_CELL_LINE = re.compile(r"(?:Cell In\s*\[\d*\], line (\d+)|Input In \[\d*\].*?<cell line: (\d+)>)")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def error_line_number(traceback: Sequence[str]) -> int | None:
+    """Line of the executed block where it failed, from IPython's ``Cell In[k], line N``."""
+    for frame in traceback:
+        match = _CELL_LINE.search(strip_ansi(frame))
+        if match:
+            return int(match.group(1) or match.group(2))
+    return None
+
+
+# IPython names a cell's source file "1234567.py" (or "<ipython-input-…>"); a SyntaxError
+# message quotes it. The reference ran code through exec(), which says "<string>".
+_CELL_FILENAME = re.compile(r"\((?:\d+\.py|<ipython-input-[^>]*>), line (\d+)\)")
+
+
+def format_error(code: str, ename: str, evalue: str, line: int | None) -> str:
+    """The reference's ``[Error]:`` form (stripped, no trailing newline)."""
+    evalue = _CELL_FILENAME.sub(r"(<string>, line \1)", evalue)
+    lines = code.splitlines()
+    message = "Traceback (most recent call last):\n"
+    if line is not None and 1 <= line <= len(lines):
+        message += f'  File "<string>", line {line}, in <module>\n'
+        message += f"    {lines[line - 1].strip()}\n"
+    message += f"{ename}: {evalue}"
+    return f"[Error]:\n{message.strip()}"
+
+
+def format_timeout(seconds: float) -> str:
+    return f"[Timeout]: execution exceeded {seconds:g} seconds"
+
+
+def cap_output(text: str, limit: int | None) -> str:
+    """Keep the head and tail of ``text`` when it exceeds ``limit`` characters."""
+    if limit is None or len(text) <= limit:
+        return text
+    head = limit * 2 // 5
+    tail = limit - head
+    omitted = len(text) - head - tail
+    return f"{text[:head]}\n... [{omitted} characters omitted] ...\n{text[-tail:]}"
+
+
+def png_size(data: str | bytes) -> tuple[int, int] | None:
+    """Width and height of a (base64) PNG, read from its IHDR chunk."""
+    try:
+        raw = base64.b64decode(data[:64]) if isinstance(data, str) else data[:32]
+    except (ValueError, TypeError):
+        return None
+    if len(raw) < 24 or raw[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    width, height = struct.unpack(">II", raw[16:24])
+    return width, height
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _rich_text(data: Mapping[str, Any], figure_number: int) -> tuple[str, bool]:
+    """Text a display or result shows the model, and whether it was a figure."""
+    for mime, kind in (("image/png", "PNG"), ("image/jpeg", "JPEG"), ("image/svg+xml", "SVG")):
+        if mime in data:
+            size = png_size(_text(data[mime])) if kind == "PNG" else None
+            dims = f"{size[0]}x{size[1]} " if size else ""
+            return f"[figure {figure_number}: {dims}{kind}]\n", True
+    if "text/plain" in data:
+        text = _text(data["text/plain"])
+        return (text if text.endswith("\n") else text + "\n"), False
+    return "", False
+
+
+@dataclass(frozen=True)
+class ExecutionError:
+    """An exception raised by executed code (the kernel's ``error`` output)."""
+
+    ename: str
+    evalue: str
+    traceback: Sequence[str] = field(default_factory=tuple)
+
+
+def format_feedback(
+    code: str,
+    outputs: Sequence[Mapping[str, Any]],
+    *,
+    error: ExecutionError | None = None,
+    timeout: float | None = None,
+    options: FeedbackOptions = FeedbackOptions(),
+) -> str:
+    """``OUTPUT`` of PROTOCOL.md: what the model is told an execution printed.
+
+    ``outputs`` are nbformat output dicts. stdout (with results and displays in their
+    order) comes first, then stderr, as the reference concatenates them.
+    """
+    stdout: list[str] = []
+    stderr: list[str] = []
+    figures = 0
+    for output in outputs:
+        kind = output.get("output_type")
+        if kind == "stream":
+            (stderr if output.get("name") == "stderr" else stdout).append(_text(output["text"]))
+        elif kind in ("execute_result", "display_data") and options.show_results:
+            text, is_figure = _rich_text(output.get("data", {}), figures + 1)
+            figures += is_figure
+            stdout.append(text)
+        elif kind == "error" and error is None:
+            error = ExecutionError(output["ename"], output["evalue"], output.get("traceback", ()))
+    printed = "".join(stdout) + "".join(stderr)
+    if error is None and timeout is None:
+        return cap_output(printed, options.limit)
+    if timeout is not None:
+        ending = format_timeout(timeout)
+    else:
+        assert error is not None
+        ending = format_error(
+            code, error.ename, strip_ansi(error.evalue), error_line_number(error.traceback)
+        )
+    if not options.keep_output_before_error or not printed:
+        return cap_output(ending, options.limit)
+    separator = "" if printed.endswith("\n") else "\n"
+    return cap_output(f"{printed}{separator}{ending}", options.limit)
+
+
+# -------------------------------------------------------------------------- dialects
+
+GENERIC_SYSTEM_PROMPT = """\
+You are a data scientist working in a Python (Jupyter) session. Solve the task step by \
+step, writing every part of your reply inside exactly one of these tags:
+
+<Analyze>your plan and reasoning</Analyze>
+<Understand>what the data or the last output shows</Understand>
+<Code>
+```python
+# Python code to run now; print what you need to see
+```
+</Code>
+<Answer>the final answer or report, in Markdown</Answer>
+
+Rules:
+- Write at most one <Code> block per reply and stop right after </Code>.
+- The environment runs the code and replies with its output inside \
+<Execute>...</Execute>. Never write <Execute> yourself.
+- The data files named in the task are in the current working directory.
+- Variables defined in earlier code stay defined.
+- When you have the result, give it inside <Answer>...</Answer>; that ends the task."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a conversation is laid out for one family of models."""
+
+    name: str
+    system_prompt: str | None
+    execute_role: str
+    request_extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def initial_messages(self, first_message: str) -> list[dict[str, str]]:
+        messages = [{"role": "user", "content": first_message}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return messages
+
+    def execute_message(self, output: str) -> dict[str, str]:
+        if self.execute_role == "execute":
+            return {"role": "execute", "content": output}
+        return {"role": "user", "content": f"<Execute>\n{output}\n</Execute>"}
+
+
+NATIVE = Dialect(
+    name="native",
+    system_prompt=None,
+    execute_role="execute",
+    request_extras={"add_generation_prompt": False},
+)
+GENERIC = Dialect(name="generic", system_prompt=GENERIC_SYSTEM_PROMPT, execute_role="user")
+DIALECTS = {d.name: d for d in (NATIVE, GENERIC)}
+
+
+def dialect_for(model_name: str, override: str = "auto") -> Dialect:
+    """Native for DeepAnalyze models, generic for every other chat model."""
+    if override != "auto":
+        try:
+            return DIALECTS[override]
+        except KeyError:
+            raise ValueError(f"unknown dialect {override!r}: use auto, native or generic") from None
+    return NATIVE if "deepanalyze" in model_name.lower().replace("-", "").replace("_", "") else GENERIC
