@@ -22,6 +22,7 @@ from typing import TextIO
 from ._version import __version__
 from .agent import Agent, Task
 from .config import DeepAnalyze
+from .demo import DEMO_FILE, DEMO_QUESTION, write_demo_data
 from .events import CellCreated, Event, ExecutionFinished, RunFinished, RunStarted, SegmentFinished
 from .execution import ExecutionFailure
 from .execution.kernel import KernelExecutor
@@ -40,7 +41,8 @@ class UsageError(Exception):
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        help="model spec: an OpenAI-compatible URL such as http://localhost:8000/v1, or 'auto' "
+        help="model spec: an OpenAI-compatible URL such as http://localhost:8000/v1, "
+        "'vllm:ID_OR_PATH', 'transformers:ID_OR_PATH', 'tiny' (a CPU smoke-test model) or 'auto' "
         "(default: $DEEPANALYZE_MODEL, else auto)",
     )
     parser.add_argument("--model-name", help="served model name (default: ask the server)")
@@ -62,7 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         "is the kernel's working directory; the originals are never modified.",
     )
     report.add_argument("paths", nargs="*", metavar="PATH", help="data files or folders")
-    report.add_argument("-q", "--question", required=True, help="what to analyze")
+    report.add_argument(
+        "--demo",
+        action="store_true",
+        help=f"add a generated demo dataset ({DEMO_FILE}) to the run folder",
+    )
+    report.add_argument(
+        "-q", "--question", help="what to analyze (default with --demo: a question about it)"
+    )
     report.add_argument("-o", "--output", required=True, metavar="OUT.ipynb", help="notebook to write")
     _add_model_options(report)
     report.add_argument("--max-rounds", type=int, help="most model turns (default 30)")
@@ -122,6 +131,10 @@ class Progress:
 
 
 def _prepare_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    if not args.question:
+        if not args.demo:
+            raise UsageError("the question is missing: pass -q QUESTION")
+        args.question = DEMO_QUESTION
     out = Path(args.output).expanduser()
     if out.suffix != ".ipynb":
         raise UsageError(f"the output must be an .ipynb file, not {args.output!r}")
@@ -147,6 +160,10 @@ async def _report(args: argparse.Namespace, stderr: TextIO) -> int:
     progress = Progress(stderr)
     try:
         names = stage_inputs(args.paths, folder)
+        if args.demo:
+            if DEMO_FILE in names:
+                raise UsageError(f"an input is already named {DEMO_FILE}")
+            names.append(write_demo_data(folder).name)
         task = Task(question=args.question, files=list_data_files(folder, names))
         progress.line(f"run folder {folder}/ ({len(task.files)} data files)")
         executor = await KernelExecutor.start(args.kernel, cwd=folder.resolve())
