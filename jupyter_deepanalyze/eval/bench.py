@@ -74,7 +74,7 @@ class BenchError(RuntimeError):
 class BenchOptions:
     """How much to measure; the defaults take about a minute on two busy cores."""
 
-    repeat: int = 30
+    repeat: int = 50
     """Interleaved samples of each execution method per workload (1)."""
     runs: int = 10
     """Scripted agent runs of four rounds each (2)."""
