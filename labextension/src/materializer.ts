@@ -36,12 +36,21 @@ export interface ITargetCell {
   getMetadata(key: string): PartialJSONValue | undefined;
 }
 
-/** A code cell as the materializer needs it. */
+/**
+ * A code cell as the materializer needs it.
+ *
+ * Outputs change only by appending an output or appending text to the last stream
+ * output, never by replacing one: JupyterLab's cell model mirrors the shared model's
+ * output changes into the output area the notebook renders, and that mirroring assumes
+ * exactly these two kinds of change (the ones a kernel's messages make). `@jupyter/ydoc`'s
+ * `YCodeCell`, what every notebook of JupyterLab 4.6 holds, implements all of this.
+ */
 export interface ITargetCodeCell extends ITargetCell {
   execution_count: nbformat.ExecutionCount;
   getOutputs(): nbformat.IOutput[];
   setOutputs(outputs: nbformat.IOutput[]): void;
   updateOutputs(start: number, end: number, outputs: nbformat.IOutput[]): void;
+  appendStreamOutput(index: number, text: string): void;
 }
 
 /** A notebook as the materializer needs it (a subset of `ISharedNotebook`). */
@@ -102,17 +111,18 @@ function normalizeOutput(output: nbformat.IOutput): nbformat.IOutput {
 }
 
 /**
- * Where `output` goes among `outputs`: consecutive stream outputs of the same name
- * merge into one, as Jupyter's own output area does, so a cell shows what the user
- * would have seen running it by hand.
- *
- * Returns the index to write and the output to write there; `index === outputs.length`
- * means append.
+ * How `output` joins `outputs`: consecutive stream outputs of the same name merge into
+ * one, as Jupyter's own output area does, so a cell shows what the user would have seen
+ * running it by hand. Anything else is appended.
  */
+export type OutputPlacement =
+  | { kind: 'append'; output: nbformat.IOutput }
+  | { kind: 'stream-text'; index: number; text: string };
+
 export function placeOutput(
   outputs: readonly nbformat.IOutput[],
   output: nbformat.IOutput
-): { index: number; output: nbformat.IOutput } {
+): OutputPlacement {
   const next = normalizeOutput(output);
   const last = outputs[outputs.length - 1];
   if (
@@ -121,16 +131,13 @@ export function placeOutput(
     last.output_type === 'stream' &&
     (last as nbformat.IStream).name === (next as nbformat.IStream).name
   ) {
-    const previous = last as nbformat.IStream;
     return {
+      kind: 'stream-text',
       index: outputs.length - 1,
-      output: {
-        ...previous,
-        text: textOf(previous.text) + textOf((next as nbformat.IStream).text)
-      }
+      text: textOf((next as nbformat.IStream).text)
     };
   }
-  return { index: outputs.length, output: next };
+  return { kind: 'append', output: next };
 }
 
 /** Index of the cell with id `cellId` in `target`, or -1. */
@@ -347,8 +354,12 @@ export class RunMaterializer {
       return;
     }
     const outputs = cell.getOutputs();
-    const { index, output } = placeOutput(outputs, event.output);
-    cell.updateOutputs(index, index + 1, [output]);
+    const placement = placeOutput(outputs, event.output);
+    if (placement.kind === 'stream-text') {
+      cell.appendStreamOutput(placement.index, placement.text);
+    } else {
+      cell.updateOutputs(outputs.length, outputs.length, [placement.output]);
+    }
   }
 
   private _finishExecution(event: IExecutionFinishedEvent): void {

@@ -348,15 +348,20 @@ describe('RunMaterializer', () => {
         { output_type: 'stream', name: 'stdout', text: ['a\n', 'b'] }
       ];
       expect(
-        placeOutput(out, { output_type: 'stream', name: 'stdout', text: 'c\n' })
-      ).toEqual({
-        index: 0,
-        output: { output_type: 'stream', name: 'stdout', text: 'a\nbc\n' }
-      });
+        placeOutput(out, {
+          output_type: 'stream',
+          name: 'stdout',
+          text: ['c', '\n']
+        })
+      ).toEqual({ kind: 'stream-text', index: 0, text: 'c\n' });
       expect(
-        placeOutput(out, { output_type: 'stream', name: 'stderr', text: 'c\n' })
+        placeOutput(out, {
+          output_type: 'stream',
+          name: 'stderr',
+          text: ['c\n']
+        })
       ).toEqual({
-        index: 1,
+        kind: 'append',
         output: { output_type: 'stream', name: 'stderr', text: 'c\n' }
       });
       expect(
@@ -366,7 +371,7 @@ describe('RunMaterializer', () => {
           evalue: 'v',
           traceback: []
         })
-      ).toMatchObject({ index: 0 });
+      ).toMatchObject({ kind: 'append' });
     });
   });
 
