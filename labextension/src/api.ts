@@ -84,10 +84,7 @@ export class DeepAnalyzeClient {
   ) {}
 
   startRun(request: IStartRunRequest): Promise<IStartRunReply> {
-    return this._request('runs', {
-      method: 'POST',
-      body: JSON.stringify(request)
-    });
+    return this._post('runs', request);
   }
 
   getRun(runId: string): Promise<IRunInfo> {
@@ -95,17 +92,11 @@ export class DeepAnalyzeClient {
   }
 
   async cancelRun(runId: string): Promise<void> {
-    await this._request(`runs/${encodeURIComponent(runId)}/cancel`, {
-      method: 'POST',
-      body: '{}'
-    });
+    await this._post(`runs/${encodeURIComponent(runId)}/cancel`, {});
   }
 
   async approve(runId: string, approval: IApproval): Promise<void> {
-    await this._request(`runs/${encodeURIComponent(runId)}/approve`, {
-      method: 'POST',
-      body: JSON.stringify(approval)
-    });
+    await this._post(`runs/${encodeURIComponent(runId)}/approve`, approval);
   }
 
   listModels(): Promise<IModelList> {
@@ -145,6 +136,14 @@ export class DeepAnalyzeClient {
     handlers: IRunEventStreamHandlers
   ): RunEventStream {
     return new RunEventStream(this, runId, since, handlers);
+  }
+
+  private _post<T>(path: string, body: object): Promise<T> {
+    return this._request(path, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body)
+    });
   }
 
   private async _request<T>(path: string, init: RequestInit = {}): Promise<T> {

@@ -324,31 +324,28 @@ export class AssistantModel extends VDomModel {
     try {
       await session.resume();
     } catch (error) {
+      session.dispose();
+      this._session = null;
       if (error instanceof DeepAnalyzeRequestError && error.status === 404) {
         // The server restarted and forgot the run: nothing to resume.
         this._store.active = null;
-        this._session = null;
-        session.dispose();
         this.stateChanged.emit();
-        return;
+      } else {
+        // The record stays (a later reload may succeed); the sidebar is free for new runs.
+        this._fail(
+          this._trans.__('Cannot resume the last run: %1', messageOf(error))
+        );
       }
-      // Keep the record (a later reload may succeed) but free the sidebar for new runs.
-      session.dispose();
-      this._session = null;
-      this._fail(
-        this._trans.__('Cannot resume the last run: %1', messageOf(error))
-      );
       return;
     }
-    if (!session.finished) {
-      await this.tracker.restored;
-      const panel =
-        this._findNotebook(record.notebookPath) ??
-        (this._docManager.openOrReveal(record.notebookPath) as
-          NotebookPanel | undefined);
-      if (panel instanceof NotebookPanel) {
-        this._bind(session, panel);
-      }
+    // Bound even when the run finished meanwhile: the events that arrived while the
+    // page reloaded still have to become cells.
+    await this.tracker.restored;
+    const panel =
+      this._findNotebook(record.notebookPath) ??
+      this._docManager.openOrReveal(record.notebookPath);
+    if (panel instanceof NotebookPanel) {
+      this._bind(session, panel);
     }
   }
 

@@ -19,7 +19,12 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { notebookTarget } from './assistant';
-import { type IRunBundle, parseRunBundle, RUN_MIME_TYPE } from './events';
+import {
+  type CellRole,
+  type IRunBundle,
+  parseRunBundle,
+  RUN_MIME_TYPE
+} from './events';
 import {
   cellProvenance,
   type ITargetCell,
@@ -176,11 +181,33 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
     this.node.appendChild(list);
   }
 
+  private _roleText(role: CellRole | undefined): string {
+    const trans = this.context.trans;
+    switch (role) {
+      case 'title':
+        return trans.__('Question');
+      case 'analyze':
+        return trans.__('Analyze');
+      case 'understand':
+        return trans.__('Understand');
+      case 'code':
+        return trans.__('Code');
+      case 'report':
+        return trans.__('Report');
+      case 'status':
+        return trans.__('Status');
+      default:
+        return trans.__('Note');
+    }
+  }
+
   private _renderCell(cell: ITargetCell): HTMLElement {
     const item = element('li', 'jp-DeepAnalyzeRun-cell');
-    const role = cellProvenance(cell)?.role ?? cell.cell_type;
-    item.dataset.role = role;
-    item.appendChild(element('div', 'jp-DeepAnalyzeRun-role', role));
+    const role = cellProvenance(cell)?.role;
+    item.dataset.role = role ?? cell.cell_type;
+    item.appendChild(
+      element('div', 'jp-DeepAnalyzeRun-role', this._roleText(role))
+    );
     if (cell.cell_type === 'code') {
       const code = cell as ITargetCodeCell;
       const prompt =
