@@ -70,10 +70,7 @@ export function notebookTarget(panel: NotebookPanel): INotebookTarget {
 const VARIABLES_REFRESH_DELAY_MS = 400;
 
 function messageOf(error: unknown): string {
-  if (error instanceof DeepAnalyzeRequestError || error instanceof Error) {
-    return error.message;
-  }
-  return String(error);
+  return error instanceof Error ? error.message : String(error);
 }
 
 export class AssistantModel extends VDomModel {
@@ -96,18 +93,10 @@ export class AssistantModel extends VDomModel {
 
   // ---- settings ---------------------------------------------------------------------
 
-  get settings(): IAssistantSettings {
-    return { ...this._settings };
-  }
-
-  /** Applies the user's settings; an explicit model choice in the sidebar wins. */
+  /** Applies the user's settings (at start and whenever they change). */
   configure(settings: IAssistantSettings): void {
-    const modelChanged = settings.defaultModel !== this._settings.defaultModel;
     this._settings = { ...settings };
     this._approval = settings.approval;
-    if (modelChanged && settings.defaultModel) {
-      this._selectedModel = settings.defaultModel;
-    }
     this.stateChanged.emit();
   }
 
@@ -130,12 +119,25 @@ export class AssistantModel extends VDomModel {
     return this._modelsError;
   }
 
+  /**
+   * The model new runs use: the one picked in the sidebar, else the default of the
+   * settings, else the server's default, each only if the server lists it. Before the
+   * list arrives (or when it cannot), the settings' default or nothing (the server's).
+   */
   get selectedModel(): string {
-    return this._selectedModel;
+    const candidates = [
+      this._pickedModel,
+      this._settings.defaultModel,
+      this._serverDefaultModel
+    ];
+    const listed = candidates.find(
+      spec => spec && this._models.some(m => m.spec === spec)
+    );
+    return listed ?? this._settings.defaultModel;
   }
 
   set selectedModel(spec: string) {
-    this._selectedModel = spec;
+    this._pickedModel = spec;
     this.stateChanged.emit();
   }
 
@@ -143,13 +145,8 @@ export class AssistantModel extends VDomModel {
     try {
       const list = await this.client.listModels();
       this._models = list.models;
+      this._serverDefaultModel = list.default;
       this._modelsError = null;
-      const known = (spec: string) => list.models.some(m => m.spec === spec);
-      if (!known(this._selectedModel)) {
-        this._selectedModel = known(this._settings.defaultModel)
-          ? this._settings.defaultModel
-          : list.default;
-      }
     } catch (error) {
       this._models = [];
       this._modelsError = this._trans.__(
@@ -225,11 +222,6 @@ export class AssistantModel extends VDomModel {
     return this._error;
   }
 
-  clearError(): void {
-    this._error = null;
-    this.stateChanged.emit();
-  }
-
   /**
    * Starts a run in a notebook (the active one by default) and materializes it there.
    * Resolves with the run id, or null when it could not start (see `error`).
@@ -266,7 +258,7 @@ export class AssistantModel extends VDomModel {
         notebook_path: panel.context.path,
         ...(kernelId ? { kernel_id: kernelId } : {}),
         ...(options.variables?.length ? { variables: options.variables } : {}),
-        ...(this._selectedModel ? { model: this._selectedModel } : {}),
+        ...(this.selectedModel ? { model: this.selectedModel } : {}),
         approval: this._approval
       });
       const record: IRunRecord = {
@@ -509,7 +501,8 @@ export class AssistantModel extends VDomModel {
   private _approval: ApprovalMode = DEFAULT_SETTINGS.approval;
   private _models: IModelInfo[] = [];
   private _modelsError: string | null = null;
-  private _selectedModel = '';
+  private _pickedModel = '';
+  private _serverDefaultModel = '';
   private _variables: IVariableInfo[] = [];
   private _variablesError: string | null = null;
   private _variablesKernelId: string | null = null;

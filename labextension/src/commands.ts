@@ -20,7 +20,7 @@ import type { LabIcon } from '@jupyterlab/ui-components';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import { type AssistantModel, notebookTarget } from './assistant';
-import { type INotebookTarget, removeRunCells, runIdsIn } from './materializer';
+import { lastRunIn, removeRunCells } from './materializer';
 import type { RunRecordStore } from './session';
 
 export const CommandIds = {
@@ -41,22 +41,6 @@ export interface ICommandsOptions {
   /** Id of the sidebar widget. */
   panelId: string;
   palette: ICommandPalette | null;
-}
-
-/**
- * The run whose cells "Remove cells of last run" removes from `target`: the run started
- * last from this browser if it has cells there, else the run of the notebook's
- * last-placed agent cells.
- */
-export function lastRunIn(
-  target: INotebookTarget,
-  lastStartedRunId: string | null
-): string | null {
-  const runIds = runIdsIn(target);
-  if (lastStartedRunId !== null && runIds.includes(lastStartedRunId)) {
-    return lastStartedRunId;
-  }
-  return runIds[runIds.length - 1] ?? null;
 }
 
 function timestamp(date: Date): string {

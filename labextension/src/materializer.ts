@@ -157,6 +157,21 @@ export function runIdsIn(target: INotebookTarget): string[] {
   return ids;
 }
 
+/**
+ * The run "Remove cells of last run" means in `target`: the run started last from this
+ * browser if it has cells there, else the run whose cells start lowest in the notebook.
+ */
+export function lastRunIn(
+  target: INotebookTarget,
+  lastStartedRunId: string | null
+): string | null {
+  const runIds = runIdsIn(target);
+  if (lastStartedRunId !== null && runIds.includes(lastStartedRunId)) {
+    return lastStartedRunId;
+  }
+  return runIds[runIds.length - 1] ?? null;
+}
+
 function transact(target: INotebookTarget, f: () => void): void {
   if (target.transact) {
     target.transact(f, false);

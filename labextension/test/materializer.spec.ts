@@ -8,6 +8,7 @@ import type * as nbformat from '@jupyterlab/nbformat';
 import { describe, expect, it } from 'vitest';
 
 import {
+  lastRunIn,
   placeOutput,
   removeRunCells,
   runIdsIn,
@@ -504,6 +505,23 @@ describe('removeRunCells', () => {
       cell(userNotebook(), 'user-load')
     );
     expect(runIdsIn(notebook)).toEqual([OTHER_RUN]);
+  });
+
+  it('finds the last run of a notebook: the one started last here, else the lowest', () => {
+    const notebook = userNotebook();
+    new RunMaterializer(notebook, {
+      runId: RUN,
+      anchorCellId: 'user-end'
+    }).applyAll(completedRun(RUN).events);
+    new RunMaterializer(notebook, {
+      runId: OTHER_RUN,
+      anchorCellId: 'user-intro'
+    }).applyAll(completedRun(OTHER_RUN).events);
+
+    expect(lastRunIn(notebook, OTHER_RUN)).toBe(OTHER_RUN);
+    expect(lastRunIn(notebook, 'a-run-of-another-notebook')).toBe(RUN);
+    expect(lastRunIn(notebook, null)).toBe(RUN);
+    expect(lastRunIn(userNotebook(), RUN)).toBeNull();
   });
 
   it('removes nothing for a run that has no cells', () => {
