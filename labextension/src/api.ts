@@ -64,7 +64,10 @@ export interface IVariableInfo {
   memory_bytes: number | null;
 }
 
-/** A failed request, with the server's own message when it gave one. */
+/**
+ * A failed request, with the server's own message when it gave one. `status` is null
+ * when the server could not be reached at all (the message is then the browser's).
+ */
 export class DeepAnalyzeRequestError extends Error {
   constructor(
     message: string,
@@ -153,10 +156,7 @@ export class DeepAnalyzeClient {
     try {
       response = await ServerConnection.makeRequest(url, init, settings);
     } catch (error) {
-      throw new DeepAnalyzeRequestError(
-        `Cannot reach the Jupyter server: ${(error as Error).message}`,
-        null
-      );
+      throw new DeepAnalyzeRequestError((error as Error).message, null);
     }
     const text = await response.text();
     if (!response.ok) {
@@ -187,11 +187,17 @@ function errorMessage(response: Response, body: string): string {
   return `${response.status} ${response.statusText || 'error'}`.trim();
 }
 
+/** How the websocket closed: its close code and reason. */
+export interface IStreamClose {
+  code: number;
+  reason: string;
+}
+
 export interface IRunEventStreamHandlers {
   /** Called for every event, in order; replays with an old `seq` are not filtered. */
   onEvent(event: RunEvent): void;
-  /** Called once when the stream gives up reconnecting. */
-  onError(message: string): void;
+  /** Called once when the stream gives up reconnecting, with the last close. */
+  onError(close: IStreamClose): void;
 }
 
 /** Delays before reconnect attempts; the stream gives up after the last one. */
@@ -267,11 +273,7 @@ export class RunEventStream {
       const delay = RECONNECT_DELAYS_MS[this._attempt];
       if (delay === undefined) {
         this.dispose();
-        this.handlers.onError(
-          `Lost the connection to the run's events (${close.code}${
-            close.reason ? `: ${close.reason}` : ''
-          })`
-        );
+        this.handlers.onError({ code: close.code, reason: close.reason });
         return;
       }
       this._attempt += 1;

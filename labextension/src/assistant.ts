@@ -69,10 +69,6 @@ export function notebookTarget(panel: NotebookPanel): INotebookTarget {
 /** How long after a cell execution the dataframe list is refreshed. */
 const VARIABLES_REFRESH_DELAY_MS = 400;
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 export class AssistantModel extends VDomModel {
   constructor(options: IAssistantOptions) {
     super();
@@ -151,7 +147,7 @@ export class AssistantModel extends VDomModel {
       this._models = [];
       this._modelsError = this._trans.__(
         'Cannot list models: %1',
-        messageOf(error)
+        this._describe(error)
       );
     }
     this.stateChanged.emit();
@@ -196,7 +192,7 @@ export class AssistantModel extends VDomModel {
       this._variables = [];
       this._variablesError = this._trans.__(
         'Cannot list dataframes: %1',
-        messageOf(error)
+        this._describe(error)
       );
     }
     this._variablesKernelId = kernelId;
@@ -272,7 +268,7 @@ export class AssistantModel extends VDomModel {
       session.follow();
       return reply.run_id;
     } catch (error) {
-      this._fail(messageOf(error));
+      this._fail(this._describe(error));
       return null;
     } finally {
       this._starting = false;
@@ -289,7 +285,7 @@ export class AssistantModel extends VDomModel {
     try {
       await session.cancel();
     } catch (error) {
-      this._fail(messageOf(error));
+      this._fail(this._describe(error));
     }
   }
 
@@ -302,7 +298,7 @@ export class AssistantModel extends VDomModel {
     try {
       await session.decide(cellId, action);
     } catch (error) {
-      this._fail(messageOf(error));
+      this._fail(this._describe(error));
     }
   }
 
@@ -325,7 +321,10 @@ export class AssistantModel extends VDomModel {
       } else {
         // The record stays (a later reload may succeed); the sidebar is free for new runs.
         this._fail(
-          this._trans.__('Cannot resume the last run: %1', messageOf(error))
+          this._trans.__(
+            'Cannot resume the last run: %1',
+            this._describe(error)
+          )
         );
       }
       return;
@@ -373,6 +372,17 @@ export class AssistantModel extends VDomModel {
   }
 
   // ---- private ----------------------------------------------------------------------
+
+  /** A readable line for a failed request. */
+  private _describe(error: unknown): string {
+    if (error instanceof DeepAnalyzeRequestError && error.status === null) {
+      return this._trans.__(
+        'Cannot reach the Jupyter server: %1',
+        error.message
+      );
+    }
+    return error instanceof Error ? error.message : String(error);
+  }
 
   private _fail(message: string): void {
     this._error = message;

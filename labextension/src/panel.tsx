@@ -332,7 +332,12 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         )}
         {session.streamError && (
           <div className="jp-DeepAnalyze-error" role="alert">
-            {session.streamError}
+            {trans.__(
+              "Lost the connection to the run's events (%1). Reload the page to reconnect.",
+              [session.streamError.code, session.streamError.reason]
+                .filter(Boolean)
+                .join(': ')
+            )}
           </div>
         )}
       </>

@@ -127,7 +127,14 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
       bundle = parseRunBundle(model.data[RUN_MIME_TYPE]);
     } catch (error) {
       this.node.appendChild(
-        element('div', 'jp-DeepAnalyze-error', (error as Error).message)
+        element(
+          'div',
+          'jp-DeepAnalyze-error',
+          trans.__(
+            'Cannot show this DeepAnalyze output: %1',
+            (error as Error).message
+          )
+        )
       );
       return;
     }

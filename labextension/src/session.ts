@@ -13,7 +13,7 @@
 
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { DeepAnalyzeClient, RunEventStream } from './api';
+import { DeepAnalyzeClient, type IStreamClose, RunEventStream } from './api';
 import type { RunEvent } from './events';
 import { type INotebookTarget, RunMaterializer } from './materializer';
 import { type IPendingApproval, RunTranscript } from './transcript';
@@ -136,8 +136,8 @@ export class RunSession {
     return this._materializer !== null;
   }
 
-  /** A message when following the run failed (the stream broke, the run vanished). */
-  get streamError(): string | null {
+  /** How the event stream ended when following the run failed, or null. */
+  get streamError(): IStreamClose | null {
     return this._streamError;
   }
 
@@ -223,8 +223,8 @@ export class RunSession {
     this._streamError = null;
     this._socket = this.client.streamEvents(this.runId, since, {
       onEvent: event => this._receive(event),
-      onError: message => {
-        this._streamError = message;
+      onError: close => {
+        this._streamError = close;
         this._changed.emit();
       }
     });
@@ -247,6 +247,6 @@ export class RunSession {
   private readonly _changed = new Signal<this, void>(this);
   private _materializer: RunMaterializer | null = null;
   private _socket: RunEventStream | null = null;
-  private _streamError: string | null = null;
+  private _streamError: IStreamClose | null = null;
   private _finishedAt: number | null = null;
 }

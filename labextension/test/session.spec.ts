@@ -14,7 +14,8 @@ import {
   DeepAnalyzeRequestError,
   type IApproval,
   type IRunEventStreamHandlers,
-  type IRunInfo
+  type IRunInfo,
+  type IStreamClose
 } from '../src/api';
 import type { RunEvent } from '../src/events';
 import { RunMaterializer } from '../src/materializer';
@@ -105,18 +106,18 @@ describe('DeepAnalyzeClient', () => {
     expect(FakeSocket.opened).toHaveLength(2);
   });
 
-  it('gives up with a readable message when the connection keeps failing', () => {
+  it('gives up, saying how the socket closed, when the connection keeps failing', () => {
     const client = new DeepAnalyzeClient(settings());
-    const errors: string[] = [];
+    const errors: IStreamClose[] = [];
     client.streamEvents(RUN, 0, {
       onEvent: () => undefined,
-      onError: message => errors.push(message)
+      onError: close => errors.push(close)
     });
     for (let attempt = 0; attempt < 10 && errors.length === 0; attempt++) {
       FakeSocket.opened[FakeSocket.opened.length - 1].drop();
       vi.runOnlyPendingTimers();
     }
-    expect(errors).toEqual(["Lost the connection to the run's events (1006)"]);
+    expect(errors).toEqual([{ code: 1006, reason: '' }]);
   });
 
   it("reports an HTTP error with the server's message", async () => {
