@@ -18,8 +18,6 @@ import type * as nbformat from '@jupyterlab/nbformat';
 import type { PartialJSONObject, PartialJSONValue } from '@lumino/coreutils';
 
 import type {
-  ExecutionStatus,
-  FinalRunStatus,
   ICellEvent,
   ICellProvenance,
   IExecutionFinishedEvent,
@@ -221,26 +219,6 @@ export class RunMaterializer {
 
   readonly runId: string;
 
-  /** Highest `seq` applied so far, or -1. */
-  get lastSeq(): number {
-    return this._lastSeq;
-  }
-
-  /** The run's final status once `run_finished` was applied. */
-  get finalStatus(): FinalRunStatus | null {
-    return this._finalStatus;
-  }
-
-  /** How each executed cell of the run ended, by cell id. */
-  executionStatus(cellId: string): ExecutionStatus | undefined {
-    return this._executionStatus.get(cellId);
-  }
-
-  /** Ids of the cells this run created or adopted, in event order. */
-  get cellIds(): string[] {
-    return [...this._ownCells];
-  }
-
   /**
    * Ids of cells named by the run that belong to someone else (a cell with the same id
    * but without this run's metadata). They are left untouched.
@@ -269,7 +247,6 @@ export class RunMaterializer {
       return false;
     }
     this._applied.add(event.seq);
-    this._lastSeq = Math.max(this._lastSeq, event.seq);
     switch (event.type) {
       case 'cell':
         transact(this.target, () => this._createCell(event));
@@ -278,15 +255,12 @@ export class RunMaterializer {
         transact(this.target, () => this._appendOutput(event));
         break;
       case 'execution_finished':
-        this._executionStatus.set(event.cell_id, event.status);
         transact(this.target, () => this._finishExecution(event));
-        break;
-      case 'run_finished':
-        this._finalStatus = event.status;
         break;
       default:
         // run_started, delta and segment belong to chat views, never to cells, and
-        // so does approval_required: its cell already exists, un-run.
+        // so do approval_required (its cell already exists, un-run) and run_finished
+        // (a run that ends early says so in a `status` cell event of its own).
         break;
     }
     return true;
@@ -395,9 +369,6 @@ export class RunMaterializer {
   private readonly _applied = new Set<number>();
   private readonly _ownCells = new Set<string>();
   private readonly _conflicts = new Set<string>();
-  private readonly _executionStatus = new Map<string, ExecutionStatus>();
   private readonly _anchorCellId: string | null;
   private _lastCellId: string | null = null;
-  private _lastSeq = -1;
-  private _finalStatus: FinalRunStatus | null = null;
 }

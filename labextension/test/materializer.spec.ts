@@ -115,8 +115,6 @@ describe('RunMaterializer', () => {
       cell_type: 'markdown',
       metadata: { deepanalyze: { role: 'report' } }
     });
-    expect(materializer.finalStatus).toBe('completed');
-    expect(materializer.executionStatus(run.cellId(2))).toBe('ok');
   });
 
   it('creates cells only from cell events', () => {
@@ -461,7 +459,6 @@ describe('RunMaterializer', () => {
 
       materializer.applyAll(run.events);
 
-      expect(materializer.executionStatus(run.cellId(0))).toBe('skipped');
       expect(
         (notebook.cells.find(c => c.id === run.cellId(0)) as ISharedCodeCell)
           .execution_count
