@@ -6,4 +6,10 @@ front doors (CLI, server extension, JupyterLab extension, magic) are built on it
 
 from ._version import __version__
 
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension lives (for `jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "jupyter-deepanalyze"}]
+
+
 __all__ = ["__version__"]
