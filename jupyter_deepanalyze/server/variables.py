@@ -235,7 +235,7 @@ async def kernel_variables(
 
     try:
         # Attaching waits for kernel_info, which a kernel running a cell answers late.
-        return await asyncio.wait_for(inspect(), timeout + 1.0)
+        return await asyncio.wait_for(inspect(), timeout)
     except asyncio.TimeoutError:
         raise _busy(timeout) from None
     except DeadKernelError as exc:

@@ -6,6 +6,7 @@ pytest-asyncio runs the tests, on the very loop the server was set up on.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import socket
@@ -153,7 +154,7 @@ class NotebookKernel:
         )
         content = reply["content"]
         names = content["user_expressions"]["names"]["data"]["text/plain"]
-        return content["execution_count"], eval(names)  # a repr of a list of str
+        return content["execution_count"], ast.literal_eval(names)
 
 
 @pytest.fixture

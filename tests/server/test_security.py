@@ -104,11 +104,14 @@ async def test_files_outside_the_server_root_are_refused(
     os.symlink(outside, jp_root_dir / "link.csv")
     os.symlink(jp_root_dir.parent, jp_root_dir / "up")
     (jp_root_dir / ".hidden.csv").write_text("a\n")
-    for path in ("../outside.csv", "work/../../outside.csv", "link.csv", "up/outside.csv", str(outside)):
-        reply = await api.call("POST", "runs", body={"question": QUESTION, "notebook_path": notebook.path, "files": [path]})
-        assert reply.code == 400, path
-        assert "outside the server root" in reply.body["message"] or "No such file" in reply.body["message"], reply
-    hidden = await api.call("POST", "runs", body={"question": QUESTION, "notebook_path": notebook.path, "files": [".hidden.csv"]})
+    start = {"question": QUESTION, "notebook_path": notebook.path}
+    for path in ("../outside.csv", "work/../../outside.csv", "link.csv", "up/outside.csv"):
+        reply = await api.call("POST", "runs", body={**start, "files": [path]})
+        assert (reply.code, reply.body["message"]) == (400, f"{path!r} is outside the server root."), path
+    # API paths are relative to the root, a leading slash included: no way out either.
+    absolute = await api.call("POST", "runs", body={**start, "files": [str(outside)]})
+    assert absolute.code == 400 and absolute.body["message"].startswith("No such file or folder under the server root")
+    hidden = await api.call("POST", "runs", body={**start, "files": [".hidden.csv"]})
     assert (hidden.code, hidden.body["message"]) == (400, "'.hidden.csv' is a hidden file or folder.")
     assert (await api.call("GET", "runs")).body == {"runs": []}  # nothing started
 
@@ -120,7 +123,7 @@ async def test_bad_requests_get_one_line_answers(api: DeepAnalyzeAPI, notebook: 
         ({"question": QUESTION, "notebook_path": "nowhere.ipynb"}, 404, "No kernel is running for 'nowhere.ipynb'"),
         ({"question": QUESTION, "kernel_id": "no-such-kernel"}, 404, "No such kernel"),
         ({"question": QUESTION, "notebook_path": notebook.path, "variables": ["df"]}, 400, "No variable named 'df'"),
-        ({"question": QUESTION, "notebook_path": notebook.path, "variables": ["1x"]}, 400, "Not a Python variable name"),
+        ({"question": QUESTION, "notebook_path": notebook.path, "variables": ["1x"]}, 400, "Not a Python variable"),
         ({"question": QUESTION, "notebook_path": notebook.path, "approval": "sometimes"}, 400, "'approval' must be"),
         ({"question": QUESTION, "notebook_path": notebook.path, "model": "http://elsewhere:8000/v1"}, 403,
          "Model 'http://elsewhere:8000/v1' is not allowed on this server"),
