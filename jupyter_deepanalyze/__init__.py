@@ -4,6 +4,8 @@ The core (protocol, events, agent, execution, llm, notebook) needs no Jupyter se
 front doors (CLI, server extension, JupyterLab extension, magic) are built on it.
 """
 
+from typing import Any
+
 from ._version import __version__
 
 
@@ -13,3 +15,10 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 
 __all__ = ["__version__"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The Jupyter server extension (``/deepanalyze/...`` API); imported only by the server."""
+    from .server.extension import DeepAnalyzeExtension
+
+    return [{"module": "jupyter_deepanalyze.server.extension", "app": DeepAnalyzeExtension}]
