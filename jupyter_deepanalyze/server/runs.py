@@ -27,6 +27,7 @@ from ..events import RUN_STATUSES, Event, RunFinished, new_run_id
 from ..protocol import DataFile, VariableInfo
 from .eventlog import EventLog, log_path, read_events
 from .kernels import KernelExecutors, KernelLease
+from ..llm.registry import ModelRegistry
 from .models import OnDemandModel
 
 log = logging.getLogger(__name__)
@@ -178,9 +179,12 @@ class Run:
 class RunManager:
     """Starts, tracks, replays and cancels runs; at most one active run per kernel."""
 
-    def __init__(self, config: DeepAnalyze, executors: KernelExecutors, log_dir: Path) -> None:
+    def __init__(
+        self, config: DeepAnalyze, executors: KernelExecutors, log_dir: Path, models: ModelRegistry
+    ) -> None:
         self.config = config
         self.executors = executors
+        self.models = models
         self.log_dir = log_dir
         self._active: dict[str, Run] = {}  # kernel id → its active run
         self._runs: dict[str, Run] = {}  # run id → active run
@@ -220,7 +224,7 @@ class RunManager:
         self.check_idle(request.kernel_id)
         run = Run(run_id=new_run_id(), kernel_id=request.kernel_id)
         run._log = EventLog(self.log_dir, run.run_id)
-        model = OnDemandModel(self.config, request.model)
+        model = OnDemandModel(self.models, request.model)
         lease = KernelLease(self.executors, request.kernel_id)
         manual = request.approval == "manual"
         run.agent = Agent.from_config(

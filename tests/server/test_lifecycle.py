@@ -35,7 +35,7 @@ async def test_server_shutdown_cancels_active_runs_and_closes_their_logs(
     assert await notebook.run("print('still here')") == "still here\n"  # interrupted, not killed
 
     # A new server reads the finished run back from its log, lazily.
-    after_restart = RunManager(ext.agent_config, ext.executors, Path(ext.runs_dir))
+    after_restart = RunManager(ext.agent_config, ext.executors, Path(ext.runs_dir), ext.model_registry)
     reloaded = after_restart.get(run_id)
     assert (reloaded.status, reloaded.kernel_id, reloaded.events) == ("cancelled", notebook.kernel_id, logged)
     followed = [event async for event in reloaded.follow(since=len(logged) - 1)]
@@ -53,7 +53,7 @@ async def test_a_log_cut_off_by_a_crash_reads_back_as_a_failed_run(
     lines = log.read_text().splitlines(keepends=True)
     log.write_text("".join(lines[:3]) + lines[3][:10])  # the server died mid-write
 
-    reloaded = RunManager(ext.agent_config, ext.executors, Path(ext.runs_dir)).get(run_id)
+    reloaded = RunManager(ext.agent_config, ext.executors, Path(ext.runs_dir), ext.model_registry).get(run_id)
     assert reloaded.events[:3] == complete[:3]
     assert reloaded.events[3]["type"] == "run_finished"
     assert (reloaded.status, reloaded.events[3]["error"]) == ("failed", LOST_RUN_ERROR)
