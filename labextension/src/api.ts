@@ -38,6 +38,14 @@ export interface IRunInfo {
   events: RunEvent[];
 }
 
+/** One run as `GET /deepanalyze/runs` lists it. */
+export interface IRunSummary {
+  run_id: string;
+  kernel_id: string | null;
+  status: RunStatus;
+  question: string | null;
+}
+
 export interface IApproval {
   cell_id: string;
   action: 'run' | 'skip';
@@ -92,6 +100,17 @@ export class DeepAnalyzeClient {
 
   getRun(runId: string): Promise<IRunInfo> {
     return this._request(`runs/${encodeURIComponent(runId)}`);
+  }
+
+  /** The runs the server knows, those on `kernelId` only when given. */
+  async listRuns(kernelId?: string): Promise<IRunSummary[]> {
+    const query = kernelId ? `?kernel_id=${encodeURIComponent(kernelId)}` : '';
+    const reply = await this._request<{ runs: IRunSummary[] }>(
+      'runs',
+      {},
+      query
+    );
+    return reply.runs;
   }
 
   async cancelRun(runId: string): Promise<void> {
@@ -149,9 +168,13 @@ export class DeepAnalyzeClient {
     });
   }
 
-  private async _request<T>(path: string, init: RequestInit = {}): Promise<T> {
+  private async _request<T>(
+    path: string,
+    init: RequestInit = {},
+    query = ''
+  ): Promise<T> {
     const settings = this.serverSettings;
-    const url = URLExt.join(settings.baseUrl, API_ROOT, path);
+    const url = URLExt.join(settings.baseUrl, API_ROOT, path) + query;
     let response: Response;
     try {
       response = await ServerConnection.makeRequest(url, init, settings);

@@ -24,9 +24,13 @@ import {
   DeepAnalyzeClient,
   DeepAnalyzeRequestError,
   type IModelInfo,
+  type IRunSummary,
+  type IStartRunReply,
+  type IStartRunRequest,
   type IVariableInfo
 } from './api';
-import type { INotebookTarget } from './materializer';
+import { variablesForQuestion } from './context';
+import { anchorBelow, type INotebookTarget } from './materializer';
 import { type IRunRecord, RunRecordStore, RunSession } from './session';
 
 /** Where a run's cells go in its notebook. */
@@ -247,16 +251,59 @@ export class AssistantModel extends VDomModel {
       // moving the cursor later does not move the run.
       const anchorCellId =
         placement === 'below-active-cell'
-          ? (panel.content.activeCell?.model.id ?? null)
+          ? anchorBelow(
+              notebookTarget(panel),
+              panel.content.activeCell?.model.id ?? null
+            )
           : null;
-      const reply = await this.client.startRun({
+      // A question typed in the sidebar tells the model about the dataframes the
+      // sidebar lists for this kernel (those it names, else all of a few); the
+      // "Analyze" actions name theirs.
+      const variables =
+        options.variables ??
+        (kernelId !== null && kernelId === this._variablesKernelId
+          ? variablesForQuestion(
+              question,
+              this._variables.map(v => v.name)
+            )
+          : []);
+      const request = (names: string[]): IStartRunRequest => ({
         question,
         notebook_path: panel.context.path,
         ...(kernelId ? { kernel_id: kernelId } : {}),
-        ...(options.variables?.length ? { variables: options.variables } : {}),
+        ...(names.length ? { variables: names } : {}),
         ...(this.selectedModel ? { model: this.selectedModel } : {}),
         approval: this._approval
       });
+      let reply: IStartRunReply;
+      try {
+        reply = await this.client.startRun(request(variables));
+      } catch (error) {
+        if (
+          !(error instanceof DeepAnalyzeRequestError && error.status === 409) ||
+          kernelId === null
+        ) {
+          throw error;
+        }
+        // 409: the kernel already has a run (started in another tab, or before this
+        // page was loaded), or it was too busy to describe its dataframes.
+        const active = await this._activeRunOn(kernelId);
+        if (active !== null) {
+          await this._followRun(active.run_id, panel);
+          this._fail(
+            this._trans.__(
+              "This notebook's kernel is already running a DeepAnalyze run, shown here: stop it or wait for it to finish."
+            )
+          );
+          return null;
+        }
+        if (options.variables !== undefined || variables.length === 0) {
+          throw error;
+        }
+        // Busy with a cell of the user's: start without describing the dataframes;
+        // the run's code waits for that cell in the kernel's queue.
+        reply = await this.client.startRun(request([]));
+      }
       const record: IRunRecord = {
         runId: reply.run_id,
         notebookPath: panel.context.path,
@@ -302,11 +349,25 @@ export class AssistantModel extends VDomModel {
     }
   }
 
-  /** Resumes the run that was in progress when the page was (re)loaded, if any. */
+  /**
+   * Resumes the run that was in progress when the page was (re)loaded: the one this
+   * browser remembers, else one the server runs on the kernel of an open notebook
+   * (started from another browser, or remembered no more).
+   */
   async restore(): Promise<void> {
-    const record = this._store.active;
-    if (!record || this._session) {
+    if (this._session) {
       return;
+    }
+    if (!(await this._restoreRemembered())) {
+      await this._findActiveRun();
+    }
+  }
+
+  /** Resumes the run of this browser's record; false when there is nothing to resume. */
+  private async _restoreRemembered(): Promise<boolean> {
+    const record = this._store.active;
+    if (!record) {
+      return false;
     }
     const session = this._adopt(record);
     try {
@@ -318,16 +379,13 @@ export class AssistantModel extends VDomModel {
         // The server restarted and forgot the run: nothing to resume.
         this._store.active = null;
         this.stateChanged.emit();
-      } else {
-        // The record stays (a later reload may succeed); the sidebar is free for new runs.
-        this._fail(
-          this._trans.__(
-            'Cannot resume the last run: %1',
-            this._describe(error)
-          )
-        );
+        return false;
       }
-      return;
+      // The record stays (a later reload may succeed); the sidebar is free for new runs.
+      this._fail(
+        this._trans.__('Cannot resume the last run: %1', this._describe(error))
+      );
+      return true;
     }
     // Bound even when the run finished meanwhile: the events that arrived while the
     // page reloaded still have to become cells.
@@ -338,6 +396,76 @@ export class AssistantModel extends VDomModel {
     if (panel instanceof NotebookPanel) {
       this._bind(session, panel);
     }
+    return true;
+  }
+
+  /** Follows a run the server has in progress on the kernel of an open notebook. */
+  private async _findActiveRun(): Promise<void> {
+    await this.tracker.restored;
+    const panels: NotebookPanel[] = [];
+    const current = this.tracker.currentWidget;
+    if (current) {
+      panels.push(current);
+    }
+    this.tracker.forEach(panel => {
+      if (panel !== current) {
+        panels.push(panel);
+      }
+    });
+    for (const panel of panels) {
+      await panel.sessionContext.ready;
+      const kernelId = this._kernelIdOf(panel);
+      if (this._session || panel.isDisposed || kernelId === null) {
+        continue;
+      }
+      const active = await this._activeRunOn(kernelId);
+      if (active !== null && !this._session) {
+        await this._followRun(active.run_id, panel);
+        return;
+      }
+    }
+  }
+
+  /** The run in progress on `kernelId`, or null (also when the server cannot say). */
+  private async _activeRunOn(kernelId: string): Promise<IRunSummary | null> {
+    try {
+      const runs = await this.client.listRuns(kernelId);
+      return (
+        runs.find(
+          run => run.status === 'running' || run.status === 'waiting_approval'
+        ) ?? null
+      );
+    } catch (error) {
+      console.warn('DeepAnalyze: cannot list the runs of a kernel', error);
+      return null;
+    }
+  }
+
+  /**
+   * Makes a run this page did not start the current one, materialized into `panel`:
+   * its cells already in the notebook are adopted, the others go to its end.
+   */
+  private async _followRun(runId: string, panel: NotebookPanel): Promise<void> {
+    const session = this._adopt({
+      runId,
+      notebookPath: panel.context.path,
+      anchorCellId: null,
+      // Not when it started (events carry no time): the elapsed time counts from here.
+      startedAt: Date.now()
+    });
+    try {
+      await session.resume();
+    } catch (error) {
+      session.dispose();
+      this._session = null;
+      this._store.active = null;
+      this._fail(
+        this._trans.__('Cannot follow the run: %1', this._describe(error))
+      );
+      return;
+    }
+    this._bind(session, panel);
+    this.stateChanged.emit();
   }
 
   /** Activates and shows a cell of the current run in its notebook. */

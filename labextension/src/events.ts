@@ -22,8 +22,9 @@ export interface ICellProvenance {
   role: CellRole;
 }
 
+/** `dead`: the kernel died or was restarted under the run (its variables are gone). */
 export type ExecutionStatus =
-  'ok' | 'error' | 'timeout' | 'interrupted' | 'skipped';
+  'ok' | 'error' | 'timeout' | 'interrupted' | 'skipped' | 'dead';
 
 /** Final statuses of `run_finished`. */
 export type FinalRunStatus =

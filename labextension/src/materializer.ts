@@ -156,6 +156,32 @@ export function runIdsIn(target: INotebookTarget): string[] {
 }
 
 /**
+ * The anchor of a new run started with `activeCellId` active: that cell, or, when
+ * earlier runs' cells follow it, the last of those. A follow-up question asked without
+ * moving the cursor then reads below the run it follows up on, not above it, and no
+ * run is split by another. Null when there is no active cell (the end of the notebook).
+ */
+export function anchorBelow(
+  target: INotebookTarget,
+  activeCellId: string | null
+): string | null {
+  if (activeCellId === null) {
+    return null;
+  }
+  let index = indexOfCell(target, activeCellId);
+  if (index < 0) {
+    return activeCellId;
+  }
+  while (
+    index + 1 < target.cells.length &&
+    cellProvenance(target.cells[index + 1]) !== undefined
+  ) {
+    index += 1;
+  }
+  return target.cells[index].id;
+}
+
+/**
  * The run "Remove cells of last run" means in `target`: the run started last from this
  * browser if it has cells there, else the run whose cells start lowest in the notebook.
  */

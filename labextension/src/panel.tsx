@@ -288,6 +288,8 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         return trans.__('interrupted');
       case 'skipped':
         return trans.__('skipped');
+      case 'dead':
+        return trans.__('the kernel died');
     }
   }
 

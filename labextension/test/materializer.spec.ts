@@ -8,6 +8,7 @@ import type * as nbformat from '@jupyterlab/nbformat';
 import { describe, expect, it } from 'vitest';
 
 import {
+  anchorBelow,
   lastRunIn,
   placeOutput,
   removeRunCells,
@@ -464,6 +465,44 @@ describe('RunMaterializer', () => {
           .execution_count
       ).toBeNull();
     });
+  });
+});
+
+describe('anchorBelow', () => {
+  it('is the active cell when no run follows it', () => {
+    const notebook = userNotebook();
+    expect(anchorBelow(notebook, 'user-load')).toBe('user-load');
+    expect(anchorBelow(notebook, null)).toBeNull();
+    expect(anchorBelow(notebook, 'a-cell-deleted-meanwhile')).toBe(
+      'a-cell-deleted-meanwhile'
+    );
+  });
+
+  it('skips the runs right below the active cell, so a follow-up reads after them', () => {
+    const notebook = userNotebook();
+    const first = completedRun(RUN);
+    new RunMaterializer(notebook, {
+      runId: RUN,
+      anchorCellId: 'user-load'
+    }).applyAll(first.events);
+    const second = completedRun(OTHER_RUN);
+    const anchor = anchorBelow(notebook, 'user-load');
+    expect(anchor).toBe(first.cellId(4));
+    new RunMaterializer(notebook, {
+      runId: OTHER_RUN,
+      anchorCellId: anchor
+    }).applyAll(second.events);
+
+    expect(runIdsIn(notebook)).toEqual([RUN, OTHER_RUN]);
+    expect(cellsJSON(notebook).map(c => c.id)).toEqual([
+      'user-intro',
+      'user-load',
+      ...[0, 1, 2, 3, 4].map(step => first.cellId(step)),
+      ...[0, 1, 2, 3, 4].map(step => second.cellId(step)),
+      'user-end'
+    ]);
+    // From inside a run, a new run goes after the whole of it, never into it.
+    expect(anchorBelow(notebook, first.cellId(1))).toBe(second.cellId(4));
   });
 });
 

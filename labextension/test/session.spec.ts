@@ -152,6 +152,31 @@ describe('DeepAnalyzeClient', () => {
     expect(request.headers.get('Content-Type')).toBe('application/json');
     expect(JSON.parse(await request.text())).toEqual({ question: 'q' });
   });
+
+  it("lists a kernel's runs with the kernel id in the query", async () => {
+    const runs = [
+      {
+        run_id: RUN,
+        kernel_id: 'k-1',
+        status: 'waiting_approval',
+        question: 'q'
+      }
+    ];
+    const fetch = vi.fn(
+      async () => new Response(JSON.stringify({ runs }), { status: 200 })
+    );
+    const client = new DeepAnalyzeClient(
+      settings({ fetch: fetch as unknown as typeof globalThis.fetch })
+    );
+
+    expect(await client.listRuns('k-1')).toEqual(runs);
+
+    const [request] = fetch.mock.calls[0] as unknown as [Request];
+    const url = new URL(request.url);
+    expect(url.pathname).toBe('/user/me/deepanalyze/runs');
+    expect(url.searchParams.get('kernel_id')).toBe('k-1');
+    expect(request.method).toBe('GET');
+  });
 });
 
 /** The client's surface that a session uses, answered from memory. */
