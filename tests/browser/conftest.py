@@ -79,6 +79,7 @@ class Lab:
     url: str
     token: str
     root: Path
+    settings_dir: Path
     log_path: Path
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
@@ -170,7 +171,7 @@ def lab(llm: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     ]
     log = log_path.open("w")
     process = subprocess.Popen(command, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, log_path=log_path)
+    server = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, settings_dir=settings, log_path=log_path)
     try:
         deadline = time.monotonic() + LAB_START_SECONDS
         while True:
@@ -235,6 +236,9 @@ def notebook(lab: Lab, request: pytest.FixtureRequest) -> Path:
 @pytest.fixture
 def page(browser: Any, lab: Lab, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A page in a fresh browser context (its own localStorage); screenshot at the end."""
+    # Every test starts from the extension's default settings (the sidebar's "Ask before
+    # running code" is one, saved when ticked).
+    shutil.rmtree(lab.settings_dir / "jupyter-deepanalyze", ignore_errors=True)
     context = browser.new_context(viewport={"width": 1440, "height": 1400})
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()

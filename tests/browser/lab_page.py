@@ -27,12 +27,11 @@ path => {
 }
 """
 
-_KERNEL_IDLE = """
-path => {
+_KERNEL_STATUS_IS = """
+([path, status]) => {
   for (const widget of window.jupyterapp.shell.widgets('main')) {
     if (widget.context && widget.context.path === path) {
-      const kernel = widget.sessionContext.session?.kernel;
-      return kernel ? kernel.status === 'idle' : false;
+      return widget.sessionContext.session?.kernel?.status === status;
     }
   }
   return false;
@@ -58,8 +57,14 @@ class LabPage:
 
     def wait_for_notebook(self) -> None:
         self.page.wait_for_function("() => !!window.jupyterapp", timeout=UI_TIMEOUT_MS)
+        # Plugins (the sidebar's settings among them) have loaded once the app is restored.
+        self.page.evaluate("() => window.jupyterapp.restored.then(() => true)")
         self.cells.first.wait_for()
-        self.page.wait_for_function(_KERNEL_IDLE, arg=self.notebook, timeout=UI_TIMEOUT_MS)
+        self.wait_for_kernel("idle")
+
+    def wait_for_kernel(self, status: str) -> None:
+        """Until the notebook's kernel has ``status`` (``idle``, ``busy``)."""
+        self.page.wait_for_function(_KERNEL_STATUS_IS, arg=[self.notebook, status], timeout=UI_TIMEOUT_MS)
 
     @property
     def cells(self) -> Locator:
@@ -127,7 +132,3 @@ class LabPage:
         expect(self.panel.locator(f".jp-DeepAnalyze-status[data-status='{status}']")).to_be_visible(
             timeout=timeout
         )
-
-    def runs(self) -> list[dict[str, Any]]:
-        """The server's runs (newest last), through its REST API."""
-        return self.lab.api("GET", "/deepanalyze/runs")["runs"]

@@ -3,8 +3,11 @@
 A user opens a notebook whose first cell defines ``df``, runs it, opens the sidebar and
 asks; the scripted model's steps become markdown, code (run in the notebook's own
 kernel, so its outputs come from ``df``) and the report, in that notebook. Stop ends a
-long run; approvals Run (with the user's edit) and Skip; a reloaded page resumes a run
-it has to find on the server; "Remove cells of last run" removes that run's cells only.
+long run, whether the kernel or the model is busy; approvals Run (with the user's edit)
+and Skip; a reloaded page (with or without what it remembered) resumes its run, and a
+question while another tab's run holds the kernel follows that run; "Remove cells of
+last run" removes that run's cells only; a failing model says why; "Generate report
+notebook" writes into a new notebook.
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ def _describes_df(request: dict[str, Any]) -> bool:
     """Whether the run's first message describes the kernel's ``df`` to the model."""
     prompt = str(request["messages"][-1]["content"])
     return '"name": "df"' in prompt and "v (float64)" in prompt
+
+
+def _wait_until(condition: Any, message: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.1)
 
 
 def _open(page: Any, lab: Lab, notebook: Path) -> LabPage:
@@ -132,7 +142,7 @@ def test_stop_ends_a_long_run_in_the_kernel_and_in_the_model_stream(
     # 1. Stop while the kernel runs the model's code: the kernel is interrupted.
     lab_page.ask("Run something long on df.")
     expect(lab_page.panel.locator(".jp-DeepAnalyze-step[data-kind='Code']")).to_be_visible()
-    _wait_for_kernel_busy(lab_page)
+    lab_page.wait_for_kernel("busy")  # the model's code runs in the notebook's kernel
     lab_page.button("Stop").click()
     lab_page.expect_status("cancelled", timeout=15_000)
     expect(lab_page.panel.locator(".jp-DeepAnalyze-execution[data-status='interrupted']")).to_be_visible()
@@ -159,28 +169,6 @@ def test_stop_ends_a_long_run_in_the_kernel_and_in_the_model_stream(
         model_may_answer.set()
     expect(lab_page.button("Send")).to_be_disabled()  # an empty box sends nothing
     expect(lab_page.panel.get_by_role("textbox", name="Ask DeepAnalyze", exact=True)).to_be_editable()
-
-
-def _wait_until(condition: Any, message: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.1)
-
-
-def _wait_for_kernel_busy(lab_page: LabPage) -> None:
-    """The model's code is running in the notebook's kernel."""
-    lab_page.page.wait_for_function(
-        """path => {
-          for (const w of window.jupyterapp.shell.widgets('main')) {
-            if (w.context && w.context.path === path) {
-              return w.sessionContext.session?.kernel?.status === 'busy';
-            }
-          }
-          return false;
-        }""",
-        arg=lab_page.notebook,
-    )
 
 
 def test_approval_runs_the_users_edit_and_skips_what_the_user_skips(
@@ -269,7 +257,9 @@ def test_reloaded_page_resumes_the_run_and_its_approvals(
     created = [e["cell_id"] for e in events if e["type"] == "cell"]
     cells = lab_page.agent_cells(run_id)
     assert sorted(c["id"] for c in cells) == sorted(created)  # each cell once
-    outputs = {c["source"]: "".join(o.get("text", "") for o in c["outputs"]) for c in cells if c["cell_type"] == "code"}
+    outputs = {
+        c["source"]: "".join(o.get("text", "") for o in c["outputs"]) for c in cells if c["cell_type"] == "code"
+    }
     assert outputs == {"print(df['v'].sum())": "44.0\n", "print(df['v'].max())": "30.0\n"}
 
 
@@ -348,7 +338,9 @@ def test_asking_while_another_tab_runs_on_the_kernel_follows_that_run(
     assert cells[2]["outputs"][0]["text"] == "4\n"
 
 
-def test_generate_report_command_writes_a_new_report_notebook(page: Any, lab: Lab, notebook: Path, script: Any) -> None:
+def test_generate_report_command_writes_a_new_report_notebook(
+    page: Any, lab: Lab, notebook: Path, script: Any
+) -> None:
     script([_turn("Count to three.", "print(sum([1, 2, 3]))"), _answer("# Six")])
     lab_page = _open(page, lab, notebook)
     lab_page.open_sidebar()
