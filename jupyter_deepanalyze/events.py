@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 CELL_ROLES = ("title", "analyze", "understand", "note", "code", "report", "status")
-EXECUTION_STATUSES = ("ok", "error", "timeout", "interrupted", "skipped")
+EXECUTION_STATUSES = ("ok", "error", "timeout", "interrupted", "skipped", "dead")
 RUN_STATUSES = ("completed", "cancelled", "failed", "max_rounds")
 MIME_TYPE = "application/vnd.deepanalyze.run+json"
 

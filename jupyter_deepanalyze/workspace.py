@@ -22,7 +22,10 @@ class WorkspaceError(ValueError):
 
 
 def stage_inputs(paths: Iterable[str | os.PathLike[str]], folder: Path) -> list[str]:
-    """Copy each file or folder into ``folder`` under its own name; returns those names."""
+    """Copy each file or folder into ``folder`` under its own name; returns those names.
+
+    Copies, not links: code that writes to a data file changes the run's copy only.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     names: list[str] = []
     for raw in paths:
@@ -34,11 +37,24 @@ def stage_inputs(paths: Iterable[str | os.PathLike[str]], folder: Path) -> list[
             raise WorkspaceError(f"two inputs are both named {name!r}")
         target = folder / name
         if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns(".*", "__pycache__"))
+            shutil.copytree(
+                source,
+                target,
+                ignore=shutil.ignore_patterns(".*", "__pycache__"),
+                copy_function=shutil.copyfile,
+            )
+            _make_writable(target)
         else:
-            shutil.copy2(source, target)
+            shutil.copyfile(source, target)
         names.append(name)
     return names
+
+
+def _make_writable(folder: Path) -> None:
+    """Copies are the run's own: read-only originals must not make them read-only."""
+    for directory, _, _ in os.walk(folder):
+        mode = os.stat(directory).st_mode
+        os.chmod(directory, mode | 0o700)
 
 
 def list_data_files(folder: Path, names: Sequence[str] | None = None) -> list[DataFile]:

@@ -1,0 +1,356 @@
+"""The DeepAnalyze loop (PROTOCOL.md, "The loop") as a stream of events.
+
+Owns ``Agent.run(task)``: model turn → segments → (approval) → execute → feedback,
+until ``<Answer>``, ``max_rounds``, cancellation or a failure. Every ending is a
+``run_finished`` event; no exception escapes as a traceback.
+
+Must not know about HTTP, the browser or files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .config import DeepAnalyze
+from .events import (
+    ApprovalRequired,
+    CellCreated,
+    Delta,
+    Event,
+    EventSequence,
+    ExecutionFinished,
+    OutputAppended,
+    RunFinished,
+    RunStarted,
+    SegmentFinished,
+    cell_id_for,
+    cell_metadata,
+    new_run_id,
+)
+from .execution import DeadKernelError, ExecutionFailure, Executor
+from .llm import ChatModel, GenerationParams, ModelError
+from .protocol import (
+    CODE_CLOSE,
+    DataFile,
+    Segment,
+    SegmentDelta,
+    SegmentParser,
+    VariableInfo,
+    build_first_message,
+    extract_code,
+    format_size,
+)
+
+log = logging.getLogger(__name__)
+
+DELTA_FLUSH_SECONDS = 0.05
+"""Streamed text is sent to sinks at most this often (tokens are coalesced)."""
+SKIPPED_FEEDBACK = "[Skipped]: the user chose not to run this code."
+
+_ROLES = {"Analyze": "analyze", "Understand": "understand", None: "note"}
+_LABELS = {"Analyze": "**Analyze**", "Understand": "**Understand**"}
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a run is asked to do, and the data it may use."""
+
+    question: str
+    files: Sequence[DataFile] = ()
+    variables: Sequence[VariableInfo] = ()
+
+
+@dataclass(frozen=True)
+class Approval:
+    """The user's answer to ``approval_required``: ``run`` (possibly edited code) or ``skip``."""
+
+    action: str = "run"
+    code: str | None = None
+
+
+ApprovalHook = Callable[[str, str], Awaitable[Approval]]
+"""``await hook(cell_id, code)`` before each execution; absent means run everything."""
+
+
+class _RunEnded(Exception):
+    def __init__(self, status: str, error: str | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.error = error
+
+
+class Agent:
+    """Runs one task with a model and an executor, emitting events as it goes."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        executor: Executor,
+        *,
+        max_rounds: int = 30,
+        execution_timeout: float | None = 600.0,
+        temperature: float = 0.5,
+        max_tokens: int = 32768,
+        approval: ApprovalHook | None = None,
+        run_id: str | None = None,
+        kernel_id: str | None = None,
+    ) -> None:
+        self.model = model
+        self.executor = executor
+        self.max_rounds = max_rounds
+        self.execution_timeout = execution_timeout
+        self.params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
+        self.approval = approval
+        self.run_id = run_id or new_run_id()
+        self.kernel_id = kernel_id
+        self.messages: list[dict[str, str]] = []
+        self.status: str | None = None
+        self._events = EventSequence(self.run_id)
+        self._emit: Callable[[Event], None] = lambda event: None
+        self._worker: asyncio.Task[None] | None = None
+        self._step = 0
+        self._code_cell_id = ""
+        self._report_cell_id: str | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: DeepAnalyze, model: ChatModel, executor: Executor, **options: Any
+    ) -> Agent:
+        settings: dict[str, Any] = {
+            "max_rounds": config.max_rounds,
+            "execution_timeout": config.execution_timeout,
+            "temperature": config.temperature,
+            "max_tokens": config.max_tokens,
+        }
+        return cls(model, executor, **{**settings, **options})
+
+    # ------------------------------------------------------------------ public
+
+    async def run(self, task: Task) -> AsyncIterator[Event]:
+        """Run ``task``; yields every event, ``run_finished`` last."""
+        if self._worker is not None:
+            raise RuntimeError("an Agent runs one task; make a new Agent for the next")
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._emit = queue.put_nowait
+        self._worker = asyncio.create_task(self._run(task, queue))
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            if not self._worker.done():
+                self._worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._worker
+
+    def cancel(self) -> None:
+        """Stop the model stream and interrupt the kernel; the run ends ``cancelled``."""
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _make(self, cls: type[Event], **fields: Any) -> Event:
+        event = self._events.make(cls, **fields)
+        self._emit(event)
+        return event
+
+    def _cell(self, role: str, cell_type: str, source: str) -> str:
+        self._step += 1
+        cell_id = cell_id_for(self.run_id, self._step)
+        self._make(
+            CellCreated,
+            cell_id=cell_id,
+            cell_type=cell_type,
+            source=source,
+            metadata=cell_metadata(self.run_id, self._step, role),
+        )
+        return cell_id
+
+    async def _run(self, task: Task, queue: asyncio.Queue[Event | None]) -> None:
+        status, error, report_cell_id = "failed", None, None
+        try:
+            try:
+                await self.model.ready()
+            finally:
+                self._make(
+                    RunStarted,
+                    question=task.question,
+                    model=self.model.name or self.model.spec,
+                    kernel_id=self.kernel_id,
+                )
+                self._title_cell(task)
+            self.messages = self.model.dialect.initial_messages(
+                build_first_message(task.question, task.files, task.variables)
+            )
+            report_cell_id = await self._loop()
+            status = "completed"
+        except _RunEnded as ended:
+            status, error = ended.status, ended.error
+        except asyncio.CancelledError:
+            status = "cancelled"
+        except ModelError as exc:
+            error = str(exc)
+        except (DeadKernelError, ExecutionFailure) as exc:
+            error = f"Execution failed: {exc}"
+        except Exception as exc:  # the run ends cleanly whatever broke
+            log.exception("run %s failed", self.run_id)
+            error = f"Internal error: {type(exc).__name__}: {exc}"
+        self.status = status
+        if status != "completed":
+            self._status_cell(status, error)
+        self._make(RunFinished, status=status, report_cell_id=report_cell_id, error=error)
+        queue.put_nowait(None)
+
+    def _title_cell(self, task: Task) -> None:
+        lines = [f"## DeepAnalyze: {task.question.strip()}", ""]
+        if task.files:
+            listed = ", ".join(f"`{f.name}` ({format_size(f.size_bytes)})" for f in task.files)
+            lines.append(f"**Data:** {listed}  ")
+        if task.variables:
+            lines.append("**Variables:** " + ", ".join(f"`{v.name}`" for v in task.variables) + "  ")
+        lines.append(f"**Model:** {self.model.name or self.model.spec}")
+        self._step = -1
+        self._cell("title", "markdown", "\n".join(lines))
+
+    def _status_cell(self, status: str, error: str | None) -> None:
+        text = {
+            "cancelled": "**Run cancelled.**",
+            "max_rounds": f"**Run stopped after {self.max_rounds} rounds** without a final answer.",
+            "failed": f"**Run failed:** {error}",
+        }[status]
+        self._cell("status", "markdown", text)
+
+    async def _loop(self) -> str | None:
+        for _ in range(self.max_rounds):
+            turn, segments = await self._model_turn()
+            report = next((s for s in segments if s.tag == "Answer"), None)
+            code = next((s for s in segments if s.tag == "Code"), None)
+            if not turn.strip():
+                raise _RunEnded("failed", "The model returned an empty turn.")
+            if report is not None:
+                self.messages.append({"role": "assistant", "content": turn})
+                return self._report_cell_id
+            if code is None:
+                self.messages.append({"role": "assistant", "content": turn})
+                continue
+            ran_code, feedback = await self._execute(self._code_cell_id, extract_code(code.text))
+            original = extract_code(code.text)
+            if ran_code != original:  # the model is told what really ran
+                turn = turn.replace(original, ran_code, 1)
+            self.messages.append({"role": "assistant", "content": turn})
+            self.messages.append(self.model.dialect.execute_message(feedback))
+        raise _RunEnded("max_rounds")
+
+    async def _model_turn(self) -> tuple[str, list[Segment]]:
+        """Stream one turn; emit deltas, segments and cells; stop after the first code block."""
+        parser = SegmentParser()
+        chunks: list[str] = []
+        segments: list[Segment] = []
+        pending: list[str] = []
+        last_flush = time.monotonic()
+        self._code_cell_id = ""
+        self._report_cell_id = None
+
+        def flush() -> None:
+            nonlocal last_flush
+            if pending:
+                self._make(Delta, step=self._step + 1, text="".join(pending), tag=parser.open_tag)
+                pending.clear()
+            last_flush = time.monotonic()
+
+        def handle(items: list[SegmentDelta | Segment]) -> bool:
+            for item in items:
+                if isinstance(item, SegmentDelta):
+                    pending.append(item.text)
+                    continue
+                flush()
+                segments.append(item)
+                self._segment(item)
+                if item.tag == "Code":
+                    return True
+            if time.monotonic() - last_flush >= DELTA_FLUSH_SECONDS:
+                flush()
+            return False
+
+        stream = self.model.stream(self.messages, self.params)
+        code_done = False
+        try:
+            async for chunk in stream:
+                chunks.append(chunk)
+                if handle(parser.feed(chunk)):
+                    code_done = True
+                    break
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        turn = "".join(chunks)
+        if code_done:
+            # Anything after the first </Code> was not produced by a model that stopped
+            # there (vLLM does); drop it, as the next round answers the code.
+            turn = turn[: turn.index(CODE_CLOSE, turn.index("<Code>")) + len(CODE_CLOSE)]
+        else:
+            handle(parser.close())
+            flush()
+            if segments and segments[-1].tag == "Code" and not segments[-1].closed:
+                turn += CODE_CLOSE  # cut off by max_tokens: close it so history stays well-formed
+        return turn, segments
+
+    def _segment(self, segment: Segment) -> None:
+        step = self._step + 1
+        self._make(SegmentFinished, step=step, tag=segment.tag, text=segment.text)
+        text = segment.text.strip()
+        if segment.tag == "Code":
+            self._code_cell_id = self._cell("code", "code", extract_code(segment.text))
+        elif segment.tag == "Answer":
+            self._report_cell_id = self._cell("report", "markdown", text)
+        elif segment.tag in _ROLES and text:
+            label = _LABELS.get(segment.tag)
+            self._cell(_ROLES[segment.tag], "markdown", f"{label}\n\n{text}" if label else text)
+        else:
+            self._step = step  # an <Execute> the model wrote itself: shown, never a cell
+
+    async def _execute(self, cell_id: str, code: str) -> tuple[str, str]:
+        """Run (or skip) the block; returns the code that ran and the model's feedback."""
+        if self.approval is not None:
+            self._make(ApprovalRequired, cell_id=cell_id, code=code)
+            answer = await self.approval(cell_id, code)
+            edited = answer.code if answer.code is not None else code
+            if answer.action == "skip":
+                self._make(
+                    ExecutionFinished,
+                    cell_id=cell_id,
+                    status="skipped",
+                    feedback=SKIPPED_FEEDBACK,
+                    code=edited if edited != code else None,
+                )
+                return edited, SKIPPED_FEEDBACK
+            ran = edited
+        else:
+            ran = code
+
+        def forward(output: dict[str, Any]) -> None:
+            self._make(OutputAppended, cell_id=cell_id, output=output)
+
+        changed = ran if ran != code else None
+        try:
+            result = await self.executor.execute(ran, timeout=self.execution_timeout, on_output=forward)
+        except asyncio.CancelledError:
+            self._make(ExecutionFinished, cell_id=cell_id, status="interrupted", code=changed)
+            raise
+        except DeadKernelError as exc:
+            self._make(ExecutionFinished, cell_id=cell_id, status="dead", feedback=str(exc), code=changed)
+            raise
+        self._make(
+            ExecutionFinished,
+            cell_id=cell_id,
+            status=result.status,
+            execution_count=result.execution_count,
+            feedback=result.feedback,
+            code=changed,
+        )
+        return ran, result.feedback

@@ -1,0 +1,169 @@
+"""Events → an nbformat v4 notebook (the headless sink), and its HTML export.
+
+Owns ``NotebookBuilder`` (cells only from ``cell`` events, addressed by id, so applying
+the same events twice gives the same notebook), report images attached so the file is
+self-contained, and writing ``.ipynb``/``.html`` files.
+
+Must not execute anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat import NotebookNode
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from .events import (
+    CellCreated,
+    Event,
+    ExecutionFinished,
+    OutputAppended,
+    RunFinished,
+    RunStarted,
+    from_json,
+)
+from .outputs import append_output
+
+NOTEBOOK_METADATA: dict[str, Any] = {
+    "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+    "language_info": {"name": "python"},
+}
+
+_IMAGE_LINK = re.compile(r"(!\[[^\]]*\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")
+_IMG_TAG = re.compile(r"(<img\b[^>]*?\bsrc=[\"'])([^\"']+)([\"'])", re.IGNORECASE)
+_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/svg+xml", "image/webp"})
+MAX_ATTACHMENT_BYTES = 20_000_000
+
+
+class NotebookBuilder:
+    """Materializes a run's events into a notebook, idempotently (by run and ``seq``)."""
+
+    def __init__(self, notebook: NotebookNode | None = None) -> None:
+        self.notebook = notebook if notebook is not None else new_notebook(metadata=dict(NOTEBOOK_METADATA))
+        self._cells: dict[str, NotebookNode] = {
+            cell["id"]: cell for cell in self.notebook.cells if "id" in cell
+        }
+        self._applied: dict[str, int] = {}  # run_id -> highest seq applied
+
+    def apply(self, event: Event | Mapping[str, Any]) -> None:
+        """Apply one event; an event already applied (same run, seq not newer) is ignored."""
+        if not isinstance(event, Event):
+            event = from_json(dict(event))
+        if event.seq >= 0:
+            if event.seq <= self._applied.get(event.run_id, -1):
+                return  # replayed after a reconnect: outputs must not be appended twice
+            self._applied[event.run_id] = event.seq
+        if isinstance(event, CellCreated):
+            self._create(event)
+        elif isinstance(event, OutputAppended):
+            cell = self._cells.get(event.cell_id)
+            if cell is not None and cell.cell_type == "code":
+                append_output(cell.outputs, nbformat.from_dict(event.output))
+        elif isinstance(event, ExecutionFinished):
+            cell = self._cells.get(event.cell_id)
+            if cell is not None and cell.cell_type == "code":
+                cell.execution_count = event.execution_count
+                if event.code is not None:
+                    cell.source = event.code
+        elif isinstance(event, RunStarted):
+            self.notebook.metadata["deepanalyze"] = {
+                "run_id": event.run_id,
+                "question": event.question,
+                "model": event.model,
+            }
+        elif isinstance(event, RunFinished):
+            run = self.notebook.metadata.setdefault("deepanalyze", {"run_id": event.run_id})
+            run["status"] = event.status
+            if event.error:
+                run["error"] = event.error
+
+    def apply_all(self, events: Iterable[Event | Mapping[str, Any]]) -> NotebookNode:
+        for event in events:
+            self.apply(event)
+        return self.notebook
+
+    def _create(self, event: CellCreated) -> None:
+        if event.cell_id in self._cells:  # replay: the cell exists already
+            return
+        metadata = nbformat.from_dict(event.metadata)
+        if event.cell_type == "code":
+            cell = new_code_cell(event.source, id=event.cell_id, metadata=metadata)
+        else:
+            cell = new_markdown_cell(event.source, id=event.cell_id, metadata=metadata)
+        self.notebook.cells.append(cell)
+        self._cells[event.cell_id] = cell
+
+
+def events_to_notebook(events: Iterable[Event | Mapping[str, Any]]) -> NotebookNode:
+    return NotebookBuilder().apply_all(events)
+
+
+def _embeddable(folder: Path, link: str) -> Path | None:
+    if re.match(r"^[a-z][a-z0-9+.-]*:", link, re.IGNORECASE) or link.startswith("/"):
+        return None  # URLs, data:, attachment: and absolute paths stay as they are
+    root = folder.resolve()
+    path = (root / link).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    mime = mimetypes.guess_type(path.name)[0]
+    if mime not in _IMAGE_TYPES or path.stat().st_size > MAX_ATTACHMENT_BYTES:
+        return None
+    return path
+
+
+def attach_images(notebook: NotebookNode, folder: Path) -> int:
+    """Embed images that report cells link to (relative paths inside ``folder``).
+
+    The links become ``attachment:NAME``; returns how many images were attached.
+    """
+    attached = 0
+    for cell in notebook.cells:
+        role = cell.get("metadata", {}).get("deepanalyze", {}).get("role")
+        if cell.cell_type != "markdown" or role != "report":
+            continue
+        attachments: dict[str, Any] = dict(cell.get("attachments", {}))
+
+        def embed(match: re.Match[str]) -> str:
+            nonlocal attached
+            path = _embeddable(folder, match.group(2))
+            if path is None:
+                return match.group(0)
+            name = match.group(2).replace("/", "_")
+            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            if name not in attachments:
+                attachments[name] = {mime: base64.b64encode(path.read_bytes()).decode("ascii")}
+                attached += 1
+            return f"{match.group(1)}attachment:{name}{match.group(3)}"
+
+        source = _IMG_TAG.sub(embed, _IMAGE_LINK.sub(embed, cell.source))
+        if attachments:
+            cell.source = source
+            cell["attachments"] = nbformat.from_dict(attachments)
+    return attached
+
+
+def to_html(notebook: NotebookNode) -> str:
+    from nbconvert import HTMLExporter  # heavy import, only when asked for
+
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    return body
+
+
+def write_notebook(notebook: NotebookNode, path: Path, *, html: bool = False) -> list[Path]:
+    """Validate and write ``path`` (and ``path`` with ``.html`` when asked); returns the files."""
+    nbformat.validate(notebook)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = [path]
+    nbformat.write(notebook, str(path))
+    if html:
+        html_path = path.with_suffix(".html")
+        html_path.write_text(to_html(notebook), encoding="utf-8")
+        written.append(html_path)
+    return written
