@@ -106,6 +106,11 @@ class KernelEpisode:
     def workdir(self) -> Path:
         return self._kernel.workdir
 
+    @property
+    def executor(self) -> Any:
+        """The episode's ``KernelExecutor`` (for the core ``Agent``, which runs blocks itself)."""
+        return self._kernel.executor
+
     async def execute(self, code: str) -> StepResult:
         """Run ``code`` (already extracted from a ``<Code>`` block)."""
         if self.stats.kernel_died:

@@ -110,12 +110,12 @@ def test_rl_tasks_round_trip_and_describe_their_files(tmp_path: Path) -> None:
         load_rl_tasks([path])
 
 
-def test_dabench_tasks_come_from_shared_data(shared_dir: Path) -> None:
+def test_dabench_tasks_come_from_shared_data(shared: Path) -> None:
     tasks = load_dabench_tasks([0, 6])
     assert [t.id for t in tasks] == ["dabench-0", "dabench-6"]
     assert tasks[0].ground_truth == [["mean_fare", "34.65"]] and tasks[0].difficulty == 1.0
     assert tasks[0].files == ["shared:benchmarks/dabench/tables/test_ave.csv"]
-    assert resolve_path(tasks[0].files[0]) == shared_dir / "benchmarks/dabench/tables/test_ave.csv"
+    assert resolve_path(tasks[0].files[0]) == shared / "benchmarks/dabench/tables/test_ave.csv"
     assert '"name": "test_ave.csv"' in task_first_message(tasks[0])
 
 

@@ -1,0 +1,51 @@
+"""The metrics log of a training stage: one JSON object per logging step.
+
+Owns ``MetricsLog`` (a ``TrainerCallback`` appending every ``on_log`` record, stamped
+with the stage name and step, to ``metrics.jsonl``, on the main process only) and
+``read_metrics``. GRPO's rollout metrics (reward, format rate, answer accuracy, turns,
+kernel time) reach it through the trainer's own logs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return _plain(value.item())
+    return value
+
+
+class MetricsLog(TrainerCallback):
+    """Appends each log record to ``path`` as a JSON line."""
+
+    def __init__(self, path: str | Path, stage: str) -> None:
+        self.path = Path(path)
+        self.stage = stage
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not logs or not state.is_world_process_zero:
+            return
+        record = {"stage": self.stage, "step": state.global_step, "time": time.time()}
+        record.update({key: _plain(value) for key, value in logs.items()})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

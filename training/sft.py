@@ -1,0 +1,146 @@
+"""Supervised stages on TRL's ``SFTTrainer``: single-ability SFT (1) and agentic cold start (2a).
+
+Owns ``SFTStageConfig`` and ``run_sft``: messages-JSONL trajectories are tokenized with
+the model's chat template and the ``<Execute>`` spans masked (``data.tokenize_trajectory``),
+handed to ``SFTTrainer`` as ``input_ids``/``labels``, trained, and the final model and
+tokenizer saved to ``{output_dir}/final``. The same code runs on a CPU, one GPU, or many
+under ``accelerate launch`` (DDP, DeepSpeed ZeRO-3 through ``trainer.deepspeed``).
+
+Must not roll out or execute code.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import load_sft_rows, tokenize_trajectory
+from .metrics import METRICS_FILE, MetricsLog
+
+log = logging.getLogger(__name__)
+
+FINAL_DIR = "final"
+
+
+@dataclass
+class SFTStageConfig:
+    """One supervised stage (TRL ``SFTConfig`` underneath)."""
+
+    model: str
+    """A model folder (``save_pretrained`` layout), ``tiny`` for the locally built tiny
+    model, or a hub id where the hub is reachable."""
+    output_dir: str
+    """Checkpoints, ``metrics.jsonl`` and the trained model (``final/``) go here."""
+    data: list[str]
+    """messages-JSONL files (paths, or ``shared:…``)."""
+    name: str = "sft"
+    """Stage name stamped on every metrics record."""
+    learning_rate: float = 5e-5
+    """Reference: 5e-5 for single-ability SFT, 5e-6 for the cold start."""
+    max_length: int = 8192
+    """Tokens per trajectory; longer ones are truncated (reference: 8k, then 32k)."""
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    """Optimizer steps; -1 runs ``num_train_epochs``."""
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    warmup_steps: float = 0.0
+    """Warm-up steps (a value below 1 is a share of all steps)."""
+    lr_scheduler_type: str = "cosine"
+    logging_steps: int = 1
+    seed: int = 0
+    bf16: bool | None = None
+    """bf16 mixed precision; None: on where a GPU supports it, off on CPU (fp32)."""
+    dataset_num_proc: int | None = None
+    """Processes that tokenize the data (None: this one)."""
+    save_final: bool = True
+    """Save the trained model and tokenizer to ``{output_dir}/final``."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """Further ``trl.SFTConfig`` fields as they are (``bf16``, ``gradient_checkpointing``,
+    ``deepspeed``, ``save_steps``, ``report_to``, …)."""
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ValueError("data: name at least one messages-JSONL file")
+        if self.max_length < 16:
+            raise ValueError(f"max_length is too small: {self.max_length}")
+
+
+def resolve_model(model: str) -> str:
+    """``tiny`` → the cached tiny model's folder; anything else as given."""
+    if model == "tiny":
+        from .tiny import build_tiny_model
+
+        return str(build_tiny_model())
+    return model
+
+
+def precision_arguments(bf16: bool | None) -> dict[str, Any]:
+    """Trainer precision for the device at hand: the same config runs on a CPU or a GPU."""
+    import torch
+
+    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if bf16 and not supported:
+        raise ValueError("bf16: true needs a GPU with bf16 support; remove it to train in fp32")
+    return {"bf16": supported if bf16 is None else bf16, "fp16": False}
+
+
+def tokenized_dataset(rows: list[dict[str, Any]], tokenizer: Any, num_proc: int | None = None):
+    """A ``datasets.Dataset`` of ``input_ids`` and ``labels`` (-100 off the loss)."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_dict({"messages": [row["messages"] for row in rows]})
+
+    def encode(example: dict[str, Any]) -> dict[str, list[int]]:
+        tokenized = tokenize_trajectory(example["messages"], tokenizer)
+        return {"input_ids": tokenized.input_ids, "labels": tokenized.labels()}
+
+    return dataset.map(encode, remove_columns=["messages"], num_proc=num_proc, desc="Tokenizing trajectories")
+
+
+def run_sft(config: SFTStageConfig) -> Path:
+    """Train one supervised stage; returns the folder of the trained model."""
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    model_path = resolve_model(config.model)
+    output_dir = Path(config.output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    rows = load_sft_rows(config.data)
+    train_dataset = tokenized_dataset(rows, tokenizer, config.dataset_num_proc)
+    arguments = {
+        "output_dir": str(output_dir),
+        "learning_rate": config.learning_rate,
+        "max_length": config.max_length,
+        "num_train_epochs": config.num_train_epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "warmup_steps": config.warmup_steps,
+        "lr_scheduler_type": config.lr_scheduler_type,
+        "logging_steps": config.logging_steps,
+        "seed": config.seed,
+        "save_strategy": "no",
+        "report_to": "none",
+        "dataset_num_proc": config.dataset_num_proc,
+        **precision_arguments(config.bf16),
+    }
+    arguments.update(config.trainer)
+    trainer = SFTTrainer(
+        model=model_path,
+        args=SFTConfig(**arguments),
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        callbacks=[MetricsLog(output_dir / METRICS_FILE, config.name)],
+    )
+    log.info("SFT stage %r: %d trajectories, model %s", config.name, len(train_dataset), model_path)
+    trainer.train()
+    final = output_dir / FINAL_DIR
+    if config.save_final:
+        trainer.save_model(str(final))
+        if trainer.accelerator.is_main_process:
+            tokenizer.save_pretrained(str(final))
+        trainer.accelerator.wait_for_everyone()
+    return final
