@@ -39,6 +39,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def _child(where: str, name: str) -> str:
+    """The location of key ``name`` under ``where`` (``FILE:`` at the top of a file)."""
+    return f"{where} {name}" if where.endswith(":") else f"{where}.{name}"
+
+
+def _at(where: str) -> str:
+    return where.rstrip(":")
+
+
 def _describe(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
 
@@ -103,24 +112,24 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
     return value
 
 
-def build(cls: type[T], raw: Mapping[str, Any], where: str = "config") -> T:
+def build(cls: type[T], raw: Mapping[str, Any], where: str = "config:") -> T:
     """An instance of dataclass ``cls`` from a mapping; unknown or missing keys are errors."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = [k for k in raw if k not in fields]
     if unknown:
         known = ", ".join(fields)
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {known})")
+        raise ConfigError(f"{_at(where)}: unknown key {unknown[0]!r} (known: {known})")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, field in fields.items():
         if name in raw:
-            values[name] = _convert(raw[name], hints[name], f"{where}.{name}")
+            values[name] = _convert(raw[name], hints[name], _child(where, name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{where}: missing required key {name!r}")
+            raise ConfigError(f"{_at(where)}: missing required key {name!r}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{_at(where)}: {exc}") from None
 
 
 def substitute(value: Any, **names: str) -> Any:
@@ -142,4 +151,4 @@ def load_config(cls: type[T], path: str | Path, **overrides: Any) -> T:
     raw.update({k: v for k, v in overrides.items() if v is not None})
     output_dir = str(raw.get("output_dir", ""))
     raw = substitute(raw, output_dir=output_dir)
-    return build(cls, raw, str(path))
+    return build(cls, raw, f"{path}:")

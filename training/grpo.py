@@ -27,7 +27,7 @@ from .episode import EpisodeResult, EpisodeRunner, EpisodeSpec, RolloutConfig
 from .generation import HFGenerate, SamplingConfig, VLLMColocateGenerate, VLLMServerGenerate
 from .metrics import METRICS_FILE, MetricsLog
 from .rewards import Judge, openai_judge, score_trajectory
-from .sft import FINAL_DIR, precision_arguments, resolve_model
+from .sft import FINAL_DIR, device_arguments, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -292,14 +292,17 @@ def grpo_arguments(config: GRPOStageConfig) -> dict[str, Any]:
         "seed": config.seed,
         "save_strategy": "no",
         "report_to": "none",
-        **precision_arguments(config.bf16),
+        **device_arguments(config.bf16),
     }
     arguments.update(config.trainer)
     return arguments
 
 
-def run_grpo(config: GRPOStageConfig) -> Path:
-    """Train the RL stage; returns the folder of the trained model."""
+def run_grpo(config: GRPOStageConfig, *, callbacks: Sequence[Any] = ()) -> Path:
+    """Train the RL stage; returns the folder of the trained model.
+
+    ``callbacks`` are further ``TrainerCallback`` objects (the metrics log is always on).
+    """
     import os
 
     from transformers import AutoTokenizer
@@ -321,7 +324,7 @@ def run_grpo(config: GRPOStageConfig) -> Path:
             train_dataset=index.dataset(config.order_by_difficulty),
             processing_class=tokenizer,
             rollout_func=rollout,
-            callbacks=[MetricsLog(output_dir / METRICS_FILE, config.name)],
+            callbacks=[MetricsLog(output_dir / METRICS_FILE, config.name), *callbacks],
         )
         log.info("GRPO stage %r: %d tasks, %s", config.name, len(tasks), asdict(config.env))
         trainer.train()

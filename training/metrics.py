@@ -1,7 +1,8 @@
 """The metrics log of a training stage: one JSON object per logging step.
 
-Owns ``MetricsLog`` (a ``TrainerCallback`` appending every ``on_log`` record, stamped
-with the stage name and step, to ``metrics.jsonl``, on the main process only) and
+Owns ``MetricsLog`` (a ``TrainerCallback`` appending a ``train_begin`` record with the
+device and world size, then every ``on_log`` record, each stamped with the stage name and
+step, to ``metrics.jsonl``, on the main process only) and
 ``read_metrics``. GRPO's rollout metrics (reward, format rate, answer accuracy, turns,
 kernel time) reach it through the trainer's own logs.
 """
@@ -34,14 +35,22 @@ class MetricsLog(TrainerCallback):
         self.path = Path(path)
         self.stage = stage
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if not logs or not state.is_world_process_zero:
+    def _write(self, state: Any, record: dict[str, Any]) -> None:
+        if not state.is_world_process_zero:
             return
-        record = {"stage": self.stage, "step": state.global_step, "time": time.time()}
-        record.update({key: _plain(value) for key, value in logs.items()})
+        stamped = {"stage": self.stage, "step": state.global_step, "time": time.time()}
+        stamped.update({key: _plain(value) for key, value in record.items()})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(stamped) + "\n")
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Where the stage runs: the device and how many processes share it."""
+        self._write(state, {"event": "train_begin", "device": str(args.device), "world_size": args.world_size})
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if logs:
+            self._write(state, logs)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

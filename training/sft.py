@@ -12,6 +12,7 @@ Must not roll out or execute code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,10 @@ class SFTStageConfig:
     """Processes that tokenize the data (None: this one)."""
     save_final: bool = True
     """Save the trained model and tokenizer to ``{output_dir}/final``."""
+    prepare_base: bool = False
+    """Starting from a base model (e.g. DeepSeek-R1-0528-Qwen3-8B): add the ten tags as
+    tokens (embeddings resized, new rows initialised at the mean), set the DeepAnalyze chat
+    template and ``<|im_end|>`` as EOS, when the tokenizer lacks them."""
     trainer: dict[str, Any] = field(default_factory=dict)
     """Further ``trl.SFTConfig`` fields as they are (``bf16``, ``gradient_checkpointing``,
     ``deepspeed``, ``save_steps``, ``report_to``, …)."""
@@ -68,6 +73,38 @@ class SFTStageConfig:
             raise ValueError(f"max_length is too small: {self.max_length}")
 
 
+def prepare_deepanalyze_model(model_path: str) -> tuple[Any, Any]:
+    """The tokenizer and model (or its path, when nothing had to change) with DeepAnalyze's vocabulary.
+
+    Adds the tags missing from the tokenizer, resizes the embeddings to match, and sets the
+    chat template that renders the ``execute`` role inside the assistant turn.
+    """
+    from tokenizers import AddedToken
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .tiny import CHAT_TEMPLATE, IM_END, TAG_TOKENS
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    vocabulary = tokenizer.get_vocab()
+    missing = [tag for tag in TAG_TOKENS if tag not in vocabulary]
+    if IM_END not in vocabulary:
+        raise ValueError(f"{model_path}: the tokenizer has no {IM_END} token (DeepAnalyze's end of turn)")
+    if not missing and tokenizer.chat_template == CHAT_TEMPLATE:
+        return tokenizer, model_path
+    tokenizer.add_tokens([AddedToken(tag, special=False, normalized=False) for tag in missing])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.eos_token = IM_END
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto")
+    if missing:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+    model.config.eos_token_id = eos_id
+    if model.generation_config is not None:
+        model.generation_config.eos_token_id = eos_id
+    log.info("%s: added %d tag tokens and the DeepAnalyze chat template", model_path, len(missing))
+    return tokenizer, model
+
+
 def resolve_model(model: str) -> str:
     """``tiny`` → the cached tiny model's folder; anything else as given."""
     if model == "tiny":
@@ -77,14 +114,19 @@ def resolve_model(model: str) -> str:
     return model
 
 
-def precision_arguments(bf16: bool | None) -> dict[str, Any]:
-    """Trainer precision for the device at hand: the same config runs on a CPU or a GPU."""
+def device_arguments(bf16: bool | None) -> dict[str, Any]:
+    """Trainer device and precision for the machine at hand: one config runs on CPU or GPU.
+
+    Without CUDA, ``use_cpu`` makes accelerate pick the CPU, and under a multi-process
+    launch (``accelerate launch --multi_gpu --num_processes N``) the gloo backend.
+    """
     import torch
 
-    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    has_cuda = torch.cuda.is_available()
+    supported = has_cuda and torch.cuda.is_bf16_supported()
     if bf16 and not supported:
         raise ValueError("bf16: true needs a GPU with bf16 support; remove it to train in fp32")
-    return {"bf16": supported if bf16 is None else bf16, "fp16": False}
+    return {"bf16": supported if bf16 is None else bf16, "fp16": False, "use_cpu": not has_cuda}
 
 
 def tokenized_dataset(rows: list[dict[str, Any]], tokenizer: Any, num_proc: int | None = None):
@@ -100,14 +142,21 @@ def tokenized_dataset(rows: list[dict[str, Any]], tokenizer: Any, num_proc: int 
     return dataset.map(encode, remove_columns=["messages"], num_proc=num_proc, desc="Tokenizing trajectories")
 
 
-def run_sft(config: SFTStageConfig) -> Path:
-    """Train one supervised stage; returns the folder of the trained model."""
+def run_sft(config: SFTStageConfig, *, callbacks: Sequence[Any] = ()) -> Path:
+    """Train one supervised stage; returns the folder of the trained model.
+
+    ``callbacks`` are further ``TrainerCallback`` objects (the metrics log is always on).
+    """
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     model_path = resolve_model(config.model)
     output_dir = Path(config.output_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model: Any = model_path
+    if config.prepare_base:
+        tokenizer, model = prepare_deepanalyze_model(model_path)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
     rows = load_sft_rows(config.data)
     train_dataset = tokenized_dataset(rows, tokenizer, config.dataset_num_proc)
     arguments = {
@@ -125,15 +174,15 @@ def run_sft(config: SFTStageConfig) -> Path:
         "save_strategy": "no",
         "report_to": "none",
         "dataset_num_proc": config.dataset_num_proc,
-        **precision_arguments(config.bf16),
+        **device_arguments(config.bf16),
     }
     arguments.update(config.trainer)
     trainer = SFTTrainer(
-        model=model_path,
+        model=model,
         args=SFTConfig(**arguments),
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        callbacks=[MetricsLog(output_dir / METRICS_FILE, config.name)],
+        callbacks=[MetricsLog(output_dir / METRICS_FILE, config.name), *callbacks],
     )
     log.info("SFT stage %r: %d trajectories, model %s", config.name, len(train_dataset), model_path)
     trainer.train()

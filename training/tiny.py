@@ -145,8 +145,12 @@ def is_built(path: str | Path, spec: TinySpec = TinySpec()) -> bool:
         return False
 
 
-def build_tiny_tokenizer(spec: TinySpec = TinySpec()):
-    """A ``PreTrainedTokenizerFast``: byte-level BPE, tags and ChatML markers as single tokens."""
+def build_tiny_tokenizer(spec: TinySpec = TinySpec(), *, tags: bool = True):
+    """A ``PreTrainedTokenizerFast``: byte-level BPE, tags and ChatML markers as single tokens.
+
+    ``tags=False`` leaves out the DeepAnalyze tags and the chat template, as a base
+    model's tokenizer would (to test adding them).
+    """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -163,7 +167,8 @@ def build_tiny_tokenizer(spec: TinySpec = TinySpec()):
     tokenizer.train_from_iterator([_CORPUS] * 4, trainer=trainer)
     # The tags are added tokens that are never split, but not "special": decoding with
     # skip_special_tokens=True (as TRL does) must keep them in the text.
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
+    if tags:
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token=IM_END,
@@ -172,7 +177,8 @@ def build_tiny_tokenizer(spec: TinySpec = TinySpec()):
         padding_side="left",
         model_max_length=spec.max_position_embeddings,
     )
-    fast.chat_template = CHAT_TEMPLATE
+    if tags:
+        fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
