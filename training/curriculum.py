@@ -93,7 +93,8 @@ def run_curriculum(config: CurriculumConfig) -> Path | None:
     if config.synth is not None:
         started = time.monotonic()
         report = run_synth(config.synth)
-        log.info("synthesis: %d tasks, %d verified trajectories (%.1fs)", report.tasks, report.verified, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        log.info("synthesis: %d tasks, %d verified trajectories (%.1fs)", report.tasks, report.verified, elapsed)
     final: Path | None = None
     for stage in config.stages:
         started = time.monotonic()

@@ -16,6 +16,7 @@ and ``rewards`` do).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from .episode import EpisodeResult, EpisodeRunner, EpisodeSpec, RolloutConfig
 from .generation import HFGenerate, SamplingConfig, VLLMColocateGenerate, VLLMServerGenerate
 from .metrics import METRICS_FILE, MetricsLog
 from .rewards import Judge, openai_judge, score_trajectory
-from .sft import FINAL_DIR, device_arguments, resolve_model
+from .sft import FINAL_DIR, device_arguments, lora_config, resolve_model, save_final
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class GRPOStageConfig:
     bf16: bool | None = None
     """bf16 mixed precision; None: on where a GPU supports it, off on CPU."""
     save_final: bool = True
+    lora: dict[str, Any] | None = None
+    """Train a LoRA adapter: ``peft.LoraConfig`` fields; None trains every weight."""
     trainer: dict[str, Any] = field(default_factory=dict)
     """Further ``trl.GRPOConfig`` fields as they are (``use_vllm``, ``vllm_mode``,
     ``vllm_server_base_url``, ``vllm_gpu_memory_utilization``, ``deepspeed``,
@@ -95,6 +98,11 @@ class GRPOStageConfig:
             raise ValueError("tasks: name at least one RL-JSONL file")
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2 (GRPO compares rollouts of one prompt)")
+
+
+def prompt_text(prompt: Any) -> str:
+    """The first message a dataset prompt holds (conversational or plain)."""
+    return prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
 
 
 class TaskIndex:
@@ -112,9 +120,8 @@ class TaskIndex:
             self.by_prompt[message] = task
 
     def for_prompt(self, prompt: Any) -> RLTask:
-        text = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
         try:
-            return self.by_prompt[text]
+            return self.by_prompt[prompt_text(prompt)]
         except KeyError:
             raise KeyError("a prompt matches no RL task (was the dataset built from these tasks?)") from None
 
@@ -178,12 +185,12 @@ class KernelRollout:
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
         if self._runner is None:
             self._runner = EpisodeRunner(self.environment, self.tokenizer, self._generate_fn(trainer), self.config.rollout)
-        tasks = [self.index.for_prompt(p) for p in prompts]
         specs = []
-        for number, (prompt, task) in enumerate(zip(prompts, tasks)):
-            content = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
-            name = f"{task.id}-{trainer.accelerator.process_index}-{self.episodes_run + number}"
-            specs.append(EpisodeSpec(self._runner.prompt_ids(content), self.index.files(task), name))
+        for number, prompt in enumerate(prompts):
+            task = self.index.for_prompt(prompt)
+            # The episode's working folder: unique per process and episode, safe as a file name.
+            name = re.sub(r"[^\w.-]", "_", f"{task.id}-{trainer.accelerator.process_index}-{self.episodes_run + number}")
+            specs.append(EpisodeSpec(self._runner.prompt_ids(prompt_text(prompt)), self.index.files(task), name))
         self.episodes_run += len(specs)
         results = self._runner.run(specs)
         return {
@@ -324,14 +331,12 @@ def run_grpo(config: GRPOStageConfig, *, callbacks: Sequence[Any] = ()) -> Path:
             train_dataset=index.dataset(config.order_by_difficulty),
             processing_class=tokenizer,
             rollout_func=rollout,
+            peft_config=lora_config(config.lora),
             callbacks=[MetricsLog(output_dir / METRICS_FILE, config.name), *callbacks],
         )
         log.info("GRPO stage %r: %d tasks, %s", config.name, len(tasks), asdict(config.env))
         trainer.train()
         final = output_dir / FINAL_DIR
         if config.save_final:
-            trainer.save_model(str(final))
-            if trainer.accelerator.is_main_process:
-                tokenizer.save_pretrained(str(final))
-            trainer.accelerator.wait_for_everyone()
+            save_final(trainer, tokenizer, final)
     return final

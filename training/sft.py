@@ -58,6 +58,9 @@ class SFTStageConfig:
     """Processes that tokenize the data (None: this one)."""
     save_final: bool = True
     """Save the trained model and tokenizer to ``{output_dir}/final``."""
+    lora: dict[str, Any] | None = None
+    """Train a LoRA adapter instead of every weight: ``peft.LoraConfig`` fields
+    (``r``, ``lora_alpha``, ``target_modules``, …). None trains the full model."""
     prepare_base: bool = False
     """Starting from a base model (e.g. DeepSeek-R1-0528-Qwen3-8B): add the ten tags as
     tokens (embeddings resized, new rows initialised at the mean), set the DeepAnalyze chat
@@ -103,6 +106,15 @@ def prepare_deepanalyze_model(model_path: str) -> tuple[Any, Any]:
         model.generation_config.eos_token_id = eos_id
     log.info("%s: added %d tag tokens and the DeepAnalyze chat template", model_path, len(missing))
     return tokenizer, model
+
+
+def lora_config(settings: dict[str, Any] | None) -> Any:
+    """A ``peft.LoraConfig`` for causal language modelling, or None."""
+    if settings is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", **settings)
 
 
 def resolve_model(model: str) -> str:
@@ -182,14 +194,20 @@ def run_sft(config: SFTStageConfig, *, callbacks: Sequence[Any] = ()) -> Path:
         args=SFTConfig(**arguments),
         train_dataset=train_dataset,
         processing_class=tokenizer,
+        peft_config=lora_config(config.lora),
         callbacks=[MetricsLog(output_dir / METRICS_FILE, config.name), *callbacks],
     )
     log.info("SFT stage %r: %d trajectories, model %s", config.name, len(train_dataset), model_path)
     trainer.train()
     final = output_dir / FINAL_DIR
     if config.save_final:
-        trainer.save_model(str(final))
-        if trainer.accelerator.is_main_process:
-            tokenizer.save_pretrained(str(final))
-        trainer.accelerator.wait_for_everyone()
+        save_final(trainer, tokenizer, final)
     return final
+
+
+def save_final(trainer: Any, tokenizer: Any, folder: Path) -> None:
+    """The trained model (gathered from ZeRO-3 shards) and its tokenizer, for the next stage."""
+    trainer.save_model(str(folder))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(folder))
+    trainer.accelerator.wait_for_everyone()

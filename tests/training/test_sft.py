@@ -60,3 +60,17 @@ def test_sft_from_a_base_model_saves_a_deepanalyze_vocabulary(base_model: Path, 
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
     assert all(len(tokenizer.encode(tag, add_special_tokens=False)) == 1 for tag in TAG_TOKENS)
     assert "execute" in tokenizer.chat_template
+
+
+def test_lora_stage_trains_an_adapter_only(tiny_model_path: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    write_jsonl(data, [sft_row(f"Add {i}.", [], TRAJECTORY) for i in range(4)])
+    final = run_sft(
+        SFTStageConfig(
+            model=str(tiny_model_path), output_dir=str(tmp_path / "out"), data=[str(data)], max_steps=2,
+            per_device_train_batch_size=2, max_length=256, learning_rate=1e-2,
+            lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        )
+    )
+    assert (final / "adapter_config.json").exists() and (final / "adapter_model.safetensors").exists()
+    assert not (final / "model.safetensors").exists()

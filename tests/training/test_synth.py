@@ -11,7 +11,7 @@ import pytest
 from training.data import load_rl_tasks, load_sft_rows
 from training.env import EnvConfig
 from training.rewards import openai_judge
-from training.synth import SynthConfig, TeacherConfig, instantiate, synthesize, TEMPLATES_BY_NAME
+from training.synth import TEMPLATES_BY_NAME, SynthConfig, TeacherConfig, instantiate, synthesize
 
 pytestmark = pytest.mark.timeout(180)
 
