@@ -88,7 +88,7 @@ class HFGenerate:
             do_sample=True,
             temperature=self.sampling.temperature,
             top_p=self.sampling.top_p,
-            top_k=self.sampling.top_k or None,
+            top_k=self.sampling.top_k,  # 0 disables top-k (None would mean the model's default)
             eos_token_id=self.stop_ids,
             pad_token_id=self.pad_id,
             return_dict_in_generate=True,
