@@ -20,7 +20,6 @@ from typing import Any
 
 from .configuration import ConfigError, build, load_yaml, substitute
 from .grpo import GRPOStageConfig, run_grpo
-from .metrics import METRICS_FILE
 from .sft import SFTStageConfig, run_sft
 from .synth import SynthConfig, run_synth
 
@@ -88,6 +87,8 @@ def load_curriculum(path: str | Path, *, output_dir: str | None = None) -> Curri
 
 def run_curriculum(config: CurriculumConfig) -> Path | None:
     """Run the synthesis and every stage in order; returns the last stage's model folder."""
+    from .metrics import METRICS_FILE, append_metrics
+
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     if config.synth is not None:
@@ -100,12 +101,5 @@ def run_curriculum(config: CurriculumConfig) -> Path | None:
         started = time.monotonic()
         final = run_sft(stage) if isinstance(stage, SFTStageConfig) else run_grpo(stage)
         log.info("stage %s done in %.1fs: %s", stage.name, time.monotonic() - started, final)
-        _append_metrics(Path(stage.output_dir) / METRICS_FILE, output / METRICS_FILE)
+        append_metrics(Path(stage.output_dir) / METRICS_FILE, output / METRICS_FILE)
     return final
-
-
-def _append_metrics(stage_file: Path, run_file: Path) -> None:
-    """The run's metrics log holds every stage's records, in order."""
-    if stage_file.exists():
-        with run_file.open("a", encoding="utf-8") as handle:
-            handle.write(stage_file.read_text(encoding="utf-8"))

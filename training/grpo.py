@@ -26,7 +26,6 @@ from .data import RLTask, by_difficulty, load_rl_tasks, task_first_message
 from .env import EnvConfig, EnvironmentThread
 from .episode import EpisodeResult, EpisodeRunner, EpisodeSpec, RolloutConfig
 from .generation import HFGenerate, SamplingConfig, VLLMColocateGenerate, VLLMServerGenerate
-from .metrics import METRICS_FILE, MetricsLog
 from .rewards import Judge, openai_judge, score_trajectory
 from .sft import FINAL_DIR, device_arguments, lora_config, resolve_model, save_final
 
@@ -314,6 +313,8 @@ def run_grpo(config: GRPOStageConfig, *, callbacks: Sequence[Any] = ()) -> Path:
 
     from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
+
+    from .metrics import METRICS_FILE, MetricsLog
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is flagged experimental
     model_path = resolve_model(config.model)

@@ -2,9 +2,9 @@
 
 Owns ``MetricsLog`` (a ``TrainerCallback`` appending a ``train_begin`` record with the
 device and world size, then every ``on_log`` record, each stamped with the stage name and
-step, to ``metrics.jsonl``, on the main process only) and
-``read_metrics``. GRPO's rollout metrics (reward, format rate, answer accuracy, turns,
-kernel time) reach it through the trainer's own logs.
+step, to ``metrics.jsonl``, on the main process only), ``append_metrics`` (a curriculum's
+run log gathers its stages' records) and ``read_metrics``. GRPO's rollout metrics (reward,
+format rate, answer accuracy, turns, kernel time) reach it through the trainer's own logs.
 """
 
 from __future__ import annotations
@@ -58,3 +58,11 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_metrics(stage_file: str | Path, run_file: str | Path) -> None:
+    """Append a stage's records to the run's log, which holds every stage in order."""
+    stage_file, run_file = Path(stage_file), Path(run_file)
+    if stage_file.exists():
+        with run_file.open("a", encoding="utf-8") as handle:
+            handle.write(stage_file.read_text(encoding="utf-8"))

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from .data import load_sft_rows, tokenize_trajectory
-from .metrics import METRICS_FILE, MetricsLog
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +160,8 @@ def run_sft(config: SFTStageConfig, *, callbacks: Sequence[Any] = ()) -> Path:
     """
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
+
+    from .metrics import METRICS_FILE, MetricsLog
 
     model_path = resolve_model(config.model)
     output_dir = Path(config.output_dir)
