@@ -4,7 +4,7 @@ Used by test_multiprocess: every rank writes ``rank{N}.json`` into the stage's o
 folder with the distributed type, the world size, the process group backend and a hash
 of the parameters it ended with (equal on all ranks only if gradients were synchronized).
 
-    accelerate launch --multi_gpu --num_processes 2 tests/training/launched_stage.py {sft,grpo} CONFIG
+    PYTHONPATH=. accelerate launch --multi_gpu --num_processes 2 tests/training/launched_stage.py {sft,grpo} CONFIG
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))  # a launched script, not a pytest module: `training` lives in the repo root
+from transformers import TrainerCallback
 
-from transformers import TrainerCallback  # noqa: E402
-
-from training.configuration import load_config  # noqa: E402
-from training.grpo import GRPOStageConfig, run_grpo  # noqa: E402
-from training.sft import SFTStageConfig, run_sft  # noqa: E402
+from training.configuration import load_config
+from training.grpo import GRPOStageConfig, run_grpo
+from training.sft import SFTStageConfig, run_sft
 
 
 class RankReport(TrainerCallback):
