@@ -2,8 +2,24 @@
 
 The core (protocol, events, agent, execution, llm, notebook) needs no Jupyter server;
 front doors (CLI, server extension, JupyterLab extension, magic) are built on it.
+``%load_ext jupyter_deepanalyze`` loads the ``%analyze`` magics (``magics.py``).
 """
+
+from typing import Any
 
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_deepanalyze``: register ``%analyze`` and ``%%analyze``."""
+    from .magics import load_ipython_extension as load  # IPython only when asked for
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
