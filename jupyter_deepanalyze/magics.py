@@ -24,6 +24,7 @@ import functools
 import logging
 import shlex
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -243,18 +244,22 @@ class _Run:
             worker.start()
             while not self._done:
                 try:
-                    self.queue.pump(PUMP_SECONDS)
+                    # The display is brought up to date before each code block runs:
+                    # the shell's thread cannot redraw it while the block runs.
+                    self.queue.pump(PUMP_SECONDS, before_submitted=self._redraw)
                     self.view.flush()
                 except KeyboardInterrupt:
                     if self._stop_requested:
                         break  # Ctrl-C again: stop waiting for the run to wind down
                     self.request_stop()
+                except Exception:  # a display that failed to draw must not orphan the run
+                    log.exception("%analyze: the display failed")
                 if self._give_up_at is not None and time.monotonic() > self._give_up_at:
                     break
             self.queue.close()
             with contextlib.suppress(KeyboardInterrupt):
                 self.view.close()
-        worker.join(timeout=1.0)
+                worker.join(timeout=1.0)
 
     def request_stop(self) -> None:
         """The user interrupted: cancel the agent (from the shell's thread)."""
@@ -269,6 +274,9 @@ class _Run:
         if self.view.shown:
             self.view.stopping()
 
+    def _redraw(self) -> None:
+        self.view.flush(force=True)
+
     def _show(self, event: Event) -> None:
         self.events.append(event)
         self.view.show(event)
@@ -278,7 +286,6 @@ class _Run:
 
     def _ask(self, cell_id: str, code: str) -> Approval:
         """``--approve``: ask the user about one code block (shown above the prompt)."""
-        self.view.flush(force=True)
         while True:
             try:
                 answer = input("Run this code? [Enter/y] run, [s] skip, [q] stop: ")
@@ -367,6 +374,8 @@ def run_analysis(
     shell: Any, settings: DeepAnalyze, arguments: MagicArguments, *, view: Any = None
 ) -> AnalysisResult | None:
     """Run the agent on ``arguments`` in ``shell``'s namespace, showing it live."""
+    if not arguments.variables and arguments.question in shell.user_ns and arguments.question.isidentifier():
+        raise UsageError(f'%analyze needs a question after the variables: %analyze {arguments.question} "…"')
     variables = describe_variables(shell.user_ns, arguments.variables)
     files = [] if variables else working_directory_files()
     task = Task(arguments.question, files, variables)
@@ -381,8 +390,11 @@ def run_analysis(
     run.run()
     if run.model_error is not None:
         raise UsageError(f"%analyze: {run.model_error}")
-    if run.failure is not None and not run.events:
-        raise UsageError(f"%analyze failed: {type(run.failure).__name__}: {run.failure}")
+    if run.failure is not None:
+        message = f"%analyze failed: {type(run.failure).__name__}: {run.failure}"
+        if not run.events:
+            raise UsageError(message)
+        print(message, file=sys.stderr)
     if not run.events:
         print("%analyze: stopped before the run started.")
         return None

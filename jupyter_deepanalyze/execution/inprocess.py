@@ -27,6 +27,7 @@ even when an interrupt lands in the middle of restoring it.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import base64
 import builtins
@@ -47,11 +48,10 @@ from typing import Any, TypeVar
 from ..outputs import Output, append_output, dropped_stream_note
 from ..protocol import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from . import ExecutionFailure, ExecutionResult, OutputCallback
+from .kernel import MAX_STREAM_CHARS
 
 T = TypeVar("T")
 
-MAX_STREAM_CHARS = 2_000_000
-"""Stream text kept per execution (as ``KernelExecutor``); the rest is counted and dropped."""
 INTERRUPT_GRACE_SECONDS = 10.0
 """A block still running this long after its interrupt is interrupted again."""
 CANCEL_GRACE_SECONDS = 5.0
@@ -76,11 +76,13 @@ class ShellThreadQueue:
             queue.SimpleQueue()
         )
         self._closed = False
+        self._closing = threading.Lock()  # no call may slip in after close() drained
 
     def post(self, call: Callable[[], Any]) -> None:
         """Run ``call`` on the shell's thread; nobody waits for it."""
-        if not self._closed:
-            self._calls.put((call, None))
+        with self._closing:
+            if not self._closed:
+                self._calls.put((call, None))
 
     def submit(self, call: Callable[[], T]) -> concurrent.futures.Future[T]:
         """Run ``call`` on the shell's thread; the future holds what it returns or raises.
@@ -89,22 +91,27 @@ class ShellThreadQueue:
         ``KeyboardInterruptInCall`` and is raised on in the shell's thread as well.
         """
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        if self._closed:
-            future.set_exception(ShellThreadClosed("the run has ended"))
-        else:
-            self._calls.put((call, future))
+        with self._closing:
+            if not self._closed:
+                self._calls.put((call, future))
+                return future
+        future.set_exception(ShellThreadClosed("the run has ended"))
         return future
 
-    def pump(self, timeout: float) -> bool:
+    def pump(self, timeout: float, before_submitted: Callable[[], None] | None = None) -> bool:
         """Run the waiting calls, waiting up to ``timeout`` seconds for the first one.
 
-        Returns False when none came. Must be called on the shell's thread.
+        ``before_submitted`` runs before each call someone waits for (a code block, a
+        prompt): the magic brings its display up to date there. Returns False when no
+        call came. Must be called on the shell's thread.
         """
         try:
             item = self._calls.get(timeout=timeout)
         except queue.Empty:
             return False
         while True:
+            if item[1] is not None and before_submitted is not None:
+                before_submitted()
             self._run(*item)
             try:
                 item = self._calls.get_nowait()
@@ -113,7 +120,8 @@ class ShellThreadQueue:
 
     def close(self) -> None:
         """Take no more calls; waiting ones are dropped and their futures cancelled."""
-        self._closed = True
+        with self._closing:
+            self._closed = True
         while True:
             try:
                 _, future = self._calls.get_nowait()
@@ -170,7 +178,10 @@ def raise_keyboard_interrupt(thread_id: int) -> None:
     """
     main = threading.main_thread().ident
     if thread_id == main and callable(signal.getsignal(signal.SIGINT)):
-        signal.pthread_kill(thread_id, signal.SIGINT)
+        if hasattr(signal, "pthread_kill"):
+            signal.pthread_kill(thread_id, signal.SIGINT)
+        else:  # Windows: no per-thread signals; blocking calls finish first
+            _thread.interrupt_main()
         return
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(KeyboardInterrupt))
 
@@ -490,7 +501,8 @@ class InProcessExecutor:
         self.interrupt_grace = interrupt_grace
         self._state = threading.Lock()
         self._block: _Block | None = None
-        self._serial: asyncio.Lock | None = None  # made on first use, on the agent's loop
+        # Blocks run one at a time; the lock belongs to the loop that awaits execute().
+        self._serial: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     # ------------------------------------------------------------------ the surface
 
@@ -507,9 +519,10 @@ class InProcessExecutor:
         task is cancelled while the block runs, the block is interrupted and its outputs
         are still passed to ``on_output`` before the cancellation propagates.
         """
-        if self._serial is None:
-            self._serial = asyncio.Lock()
-        async with self._serial:
+        loop = asyncio.get_running_loop()
+        if self._serial is None or self._serial[0] is not loop:
+            self._serial = (loop, asyncio.Lock())
+        async with self._serial[1]:
             if threading.get_ident() == self.thread_id:
                 result = self.run_block(code, timeout)
             else:
