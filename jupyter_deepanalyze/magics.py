@@ -87,10 +87,10 @@ class _HelpShown(Exception):
 class _LineParser(argparse.ArgumentParser):
     """argparse that reports a bad line as one ``UsageError`` line instead of exiting."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise UsageError(f"%analyze: {message}")
 
-    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
         if message:
             raise UsageError(f"%analyze: {message.strip()}")
         raise _HelpShown
@@ -99,7 +99,11 @@ class _LineParser(argparse.ArgumentParser):
 def _line_parser() -> _LineParser:
     parser = _LineParser(prog="%analyze", usage=USAGE, add_help=True)
     parser.add_argument("words", nargs="*", help="variable names, then the question (quoted)")
-    parser.add_argument("--model", metavar="SPEC", help="model spec (default: the DeepAnalyze config, else $DEEPANALYZE_MODEL)")
+    parser.add_argument(
+        "--model",
+        metavar="SPEC",
+        help="model spec (default: the DeepAnalyze config, else $DEEPANALYZE_MODEL)",
+    )
     parser.add_argument("--max-rounds", type=int, metavar="N", help="most model turns (default 30)")
     parser.add_argument("--approve", action="store_true", help="ask before running each code block")
     return parser
@@ -121,12 +125,14 @@ def parse_magic_line(line: str, cell: str | None = None) -> MagicArguments | Non
     names: list[str] = list(options.words)
     if cell is None:
         if not names:
-            raise UsageError(f'%analyze needs a question, e.g. %analyze df "What drives churn?"')
+            raise UsageError('%analyze needs a question, e.g. %analyze df "What drives churn?"')
         question = names.pop()
     else:
         question = cell
     if not question.strip():
-        raise UsageError("%analyze: the question is empty" + ("" if cell is None else " (it is the cell body)"))
+        raise UsageError(
+            "%analyze: the question is empty" + ("" if cell is None else " (it is the cell body)")
+        )
     for name in names:
         if not name.isidentifier():
             raise UsageError(f"%analyze: {name!r} is not a variable name; quote the question")
@@ -138,7 +144,9 @@ def describe_variables(namespace: dict[str, Any], names: Sequence[str]) -> list[
     described: list[VariableInfo] = []
     for name in names:
         if name not in namespace:
-            raise UsageError(f"%analyze: no variable named {name!r} (quote the question if it has several words)")
+            raise UsageError(
+                f"%analyze: no variable named {name!r} (quote the question if it has several words)"
+            )
         value = namespace[name]
         described.append(describe_value(name, value) or VariableInfo(name, type_name(value)))
     return described
@@ -178,7 +186,10 @@ class AnalysisResult:
     def report(self) -> str:
         """The final answer (Markdown); empty when the run ended without one."""
         for event in self.events:
-            if event.get("type") == "cell" and event.get("metadata", {}).get("deepanalyze", {}).get("role") == "report":
+            if (
+                event.get("type") == "cell"
+                and event.get("metadata", {}).get("deepanalyze", {}).get("role") == "report"
+            ):
                 return str(event["source"])
         return ""
 

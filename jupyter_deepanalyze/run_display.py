@@ -43,7 +43,10 @@ from .protocol import FeedbackOptions, cap_output, format_feedback, strip_ansi
 
 BUNDLE_VERSION = 1
 REFRESH_SECONDS = 0.25
-"""A live display is redrawn at most this often (streamed tokens are coalesced)."""
+"""A live display is redrawn at most this often when steps or outputs arrive."""
+STREAMING_REFRESH_SECONDS = 1.0
+"""…and at most this often when only the text being streamed changed: each redraw
+resends the whole run (figures included), so streamed tokens are coalesced harder."""
 STREAMING_TAIL_CHARS = 1500
 """Characters of the step being streamed that the live display shows (its tail)."""
 TEXT_OUTPUT_LIMIT = 8000
@@ -51,7 +54,13 @@ TEXT_OUTPUT_LIMIT = 8000
 HTML_STREAM_LIMIT = 20000
 """Characters of one stream output in the HTML rendering (head and tail kept)."""
 
-_BADGES = {"error": "error", "timeout": "timed out", "interrupted": "interrupted", "skipped": "skipped", "dead": "kernel died"}
+_BADGES = {
+    "error": "error",
+    "timeout": "timed out",
+    "interrupted": "interrupted",
+    "skipped": "skipped",
+    "dead": "kernel died",
+}
 
 
 class RunDocument:
@@ -228,7 +237,9 @@ def output_html(output: Mapping[str, Any]) -> str:
         text = cap_output(strip_ansi(stream_text(dict(output))), HTML_STREAM_LIMIT)
         return f'<pre class="{css}">{html.escape(text)}</pre>'
     if kind == "error":
-        text = strip_ansi("\n".join(output.get("traceback") or [f"{output.get('ename')}: {output.get('evalue')}"]))
+        text = strip_ansi(
+            "\n".join(output.get("traceback") or [f"{output.get('ename')}: {output.get('evalue')}"])
+        )
         return f'<pre class="da-error">{html.escape(text)}</pre>'
     data = output.get("data", {})
     if "text/html" in data:
@@ -288,11 +299,11 @@ def run_bundle(document: RunDocument) -> dict[str, Any]:
 class LiveDisplay:
     """One output of the magic's cell, redrawn in place as events arrive."""
 
-    def __init__(self, refresh_seconds: float = REFRESH_SECONDS) -> None:
+    def __init__(self) -> None:
         self.document = RunDocument()
-        self.refresh_seconds = refresh_seconds
         self._handle: Any = None
-        self._dirty = False
+        self._changed = False  # steps, outputs or statuses
+        self._streamed = False  # only the text being streamed
         self._last_draw = 0.0
 
     @property
@@ -301,15 +312,21 @@ class LiveDisplay:
 
     def show(self, event: Event) -> None:
         self.document.apply(event)
-        self._dirty = True
+        if isinstance(event, Delta):
+            self._streamed = True
+        else:
+            self._changed = True
 
     def stopping(self) -> None:
         self.document.stopping = True
-        self._dirty = True
+        self._changed = True
         self.flush(force=True)
 
     def flush(self, *, force: bool = False) -> None:
-        if not self._dirty or (not force and time.monotonic() - self._last_draw < self.refresh_seconds):
+        if not (self._changed or self._streamed):
+            return
+        interval = REFRESH_SECONDS if self._changed else STREAMING_REFRESH_SECONDS
+        if not force and time.monotonic() - self._last_draw < interval:
             return
         from IPython.display import display
 
@@ -318,7 +335,7 @@ class LiveDisplay:
             self._handle = display(bundle, raw=True, display_id=True)
         else:
             self._handle.update(bundle, raw=True)
-        self._dirty = False
+        self._changed = self._streamed = False
         self._last_draw = time.monotonic()
 
     def close(self) -> None:

@@ -25,9 +25,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from jupyter_deepanalyze.execution import ExecutionResult
 from jupyter_deepanalyze.execution.inprocess import InProcessExecutor, ShellThreadQueue
 from jupyter_deepanalyze.execution.kernel import KernelExecutor
-from jupyter_deepanalyze.protocol import FeedbackOptions, VariableInfo, build_first_message
+from jupyter_deepanalyze.protocol import VariableInfo, build_first_message
 from jupyter_deepanalyze.variables import describe_value, summarize_namespace
-
 
 INLINE = "module://matplotlib_inline.backend_inline"
 
@@ -74,7 +73,12 @@ async def test_code_runs_in_the_shells_namespace_and_keeps_its_state(
     assert (first.status, first.feedback) == ("ok", "set\n")
     assert shell.user_ns["total"] == 6
     assert second.outputs == [
-        {"output_type": "execute_result", "data": {"text/plain": "7"}, "metadata": {}, "execution_count": None}
+        {
+            "output_type": "execute_result",
+            "data": {"text/plain": "7"},
+            "metadata": {},
+            "execution_count": None,
+        }
     ]
 
 
@@ -100,7 +104,9 @@ async def test_outputs_are_captured_in_order_and_nothing_leaks_to_the_terminal(
     assert capsys.readouterr() == ("", "")
 
 
-async def test_a_trailing_semicolon_hides_the_value_and_clear_output_clears(executor: InProcessExecutor) -> None:
+async def test_a_trailing_semicolon_hides_the_value_and_clear_output_clears(
+    executor: InProcessExecutor,
+) -> None:
     quiet = await executor.execute("40 + 2;")
     cleared = await executor.execute(
         "from IPython.display import clear_output, display\nprint('gone')\nclear_output(wait=True)\n"
@@ -134,7 +140,9 @@ async def test_hooks_are_restored_after_errors_and_timeouts(
 async def test_input_is_refused_as_in_the_kernel_executor(executor: InProcessExecutor) -> None:
     result = await executor.execute("name = input('name? ')")
     assert result.status == "error"
-    assert result.feedback.endswith("StdinNotImplementedError: input() is not available to code the agent runs")
+    assert result.feedback.endswith(
+        "StdinNotImplementedError: input() is not available to code the agent runs"
+    )
 
 
 async def test_a_timeout_interrupts_busy_and_blocked_code_and_the_state_survives(
@@ -142,7 +150,9 @@ async def test_a_timeout_interrupts_busy_and_blocked_code_and_the_state_survives
 ) -> None:
     await executor.execute("kept = 'still here'")
     started = time.monotonic()
-    busy = await executor.execute("import time\nprint('working')\nwhile True:\n    time.sleep(0.05)", timeout=1.0)
+    busy = await executor.execute(
+        "import time\nprint('working')\nwhile True:\n    time.sleep(0.05)", timeout=1.0
+    )
     blocked = await executor.execute("time.sleep(60)", timeout=1.0)
     assert time.monotonic() - started < 15
     assert (busy.status, busy.feedback) == ("timeout", "working\n[Timeout]: execution exceeded 1 seconds")
@@ -160,7 +170,8 @@ async def test_figures_of_a_non_inline_backend_become_png_outputs(shell: Interac
     try:
         executor = InProcessExecutor(shell)
         result = await executor.execute(
-            "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3), dpi=50)\nax.plot([1, 3, 2])\nprint('drawn')"
+            "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3), dpi=50)\n"
+            "ax.plot([1, 3, 2])\nprint('drawn')"
         )
     finally:
         plt.switch_backend(backend)
@@ -249,14 +260,18 @@ def test_blocks_awaited_on_another_thread_run_on_the_shells_thread(shell: Intera
     assert second.feedback == f"{threading.get_ident()}\n"
 
 
-def test_cancelling_the_waiting_task_interrupts_the_block_and_keeps_its_outputs(shell: InteractiveShell) -> None:
+def test_cancelling_the_waiting_task_interrupts_the_block_and_keeps_its_outputs(
+    shell: InteractiveShell,
+) -> None:
     queue = ShellThreadQueue()
     executor = InProcessExecutor(shell, queue=queue)
     seen: list[dict[str, Any]] = []
 
     async def work() -> tuple[bool, ExecutionResult]:
         task = asyncio.ensure_future(
-            executor.execute("import time\nprint('started')\nwhile True:\n    time.sleep(0.05)", on_output=seen.append)
+            executor.execute(
+                "import time\nprint('started')\nwhile True:\n    time.sleep(0.05)", on_output=seen.append
+            )
         )
         await asyncio.sleep(1.0)
         task.cancel()

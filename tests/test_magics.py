@@ -8,7 +8,6 @@ sees in the executed notebook (and what the model was sent).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -17,13 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_deepanalyze.agent import SKIPPED_FEEDBACK
+from jupyter_deepanalyze.config import DeepAnalyze
 from jupyter_deepanalyze.events import MIME_TYPE
 from jupyter_deepanalyze.notebook import events_to_notebook
 from jupyter_deepanalyze.protocol import strip_ansi
@@ -117,7 +116,9 @@ def test_the_model_is_told_about_the_dataframe(analysis: tuple[NotebookNode, Scr
     assert "sales (int64)" in first
 
 
-def test_results_of_the_models_code_appear_live_in_the_cell(analysis: tuple[NotebookNode, ScriptedLLM]) -> None:
+def test_results_of_the_models_code_appear_live_in_the_cell(
+    analysis: tuple[NotebookNode, ScriptedLLM],
+) -> None:
     notebook, llm = analysis
     cell = notebook.cells[2]
     assert errors(cell) == [] and text(cell) == ""
@@ -126,7 +127,10 @@ def test_results_of_the_models_code_appear_live_in_the_cell(analysis: tuple[Note
     assert [o.output_type for o in first.outputs] == ["stream", "execute_result"]
     assert first.outputs[0].text == "(4, 2)\n"
     assert "a    3" in first.outputs[1].data["text/plain"]
-    assert llm.requests[1]["messages"][-1] == {"role": "execute", "content": f"(4, 2)\n{first.outputs[1].data['text/plain']}\n"}
+    assert llm.requests[1]["messages"][-1] == {
+        "role": "execute",
+        "content": f"(4, 2)\n{first.outputs[1].data['text/plain']}\n",
+    }
     shown = run_display(cell).data
     assert "(4, 2)" in shown["text/html"] and "(4, 2)" in shown["text/plain"]
 
@@ -168,7 +172,9 @@ def test_the_display_carries_the_run_bundle_with_html_and_text_fallbacks(
     assert again.data[MIME_TYPE]["events"] == bundle["events"]
 
 
-def test_model_code_errors_are_shown_and_fed_back_to_the_model(analysis: tuple[NotebookNode, ScriptedLLM]) -> None:
+def test_model_code_errors_are_shown_and_fed_back_to_the_model(
+    analysis: tuple[NotebookNode, ScriptedLLM],
+) -> None:
     notebook, llm = analysis
     failing = code_cells(notebook.cells[2])[1]
     assert [o.output_type for o in failing.outputs] == ["error"]
@@ -177,7 +183,9 @@ def test_model_code_errors_are_shown_and_fed_back_to_the_model(analysis: tuple[N
     assert "KeyError" in run_display(notebook.cells[2]).data["text/html"]
 
 
-def test_figures_are_captured_in_the_run_and_not_shown_loose(analysis: tuple[NotebookNode, ScriptedLLM]) -> None:
+def test_figures_are_captured_in_the_run_and_not_shown_loose(
+    analysis: tuple[NotebookNode, ScriptedLLM],
+) -> None:
     notebook, llm = analysis
     plot = code_cells(notebook.cells[2])[2]
     images = [o for o in plot.outputs if "image/png" in o.get("data", {})]
@@ -210,7 +218,10 @@ def test_bad_input_gives_one_line_errors_and_no_model_request(scripted_llm: Any,
         assert [(o.output_type, o.get("name")) for o in cell.outputs] == [("stream", "stderr")], cell.outputs
         messages.append(strip_ansi(cell.outputs[0].text))
     assert all(m.startswith("UsageError: ") and m.count("\n") == 1 for m in messages), messages
-    assert messages[0] == "UsageError: %analyze: no variable named 'nope' (quote the question if it has several words)\n"
+    assert (
+        messages[0]
+        == "UsageError: %analyze: no variable named 'nope' (quote the question if it has several words)\n"
+    )
     assert "needs a question" in messages[1]
     assert "No closing quotation" in messages[2]
     assert "--max-rounds" in messages[3]
@@ -223,7 +234,12 @@ def test_bad_input_gives_one_line_errors_and_no_model_request(scripted_llm: Any,
 def test_the_cell_magic_asks_about_the_files_in_the_cwd_with_the_model_from_the_environment(
     scripted_llm: Any, tmp_path: Path
 ) -> None:
-    llm = scripted_llm(["<Code>\n```python\nimport os\nprint(sorted(os.listdir('.')))\n```\n</Code>", "<Answer>Two files.</Answer>"])
+    llm = scripted_llm(
+        [
+            "<Code>\n```python\nimport os\nprint(sorted(os.listdir('.')))\n```\n</Code>",
+            "<Answer>Two files.</Answer>",
+        ]
+    )
     (tmp_path / "sales.csv").write_text("a,b\n1,2\n")
     (tmp_path / "notes.txt").write_text("hello")
     notebook = execute(
@@ -238,7 +254,9 @@ def test_the_cell_magic_asks_about_the_files_in_the_cwd_with_the_model_from_the_
     assert events(notebook.cells[1])[-1]["status"] == "completed"
 
 
-def test_config_sets_model_and_timeout_and_a_block_past_it_is_interrupted_while_the_run_goes_on(scripted_llm: Any, tmp_path: Path) -> None:
+def test_config_sets_model_and_timeout_and_a_block_past_it_is_interrupted_while_the_run_goes_on(
+    scripted_llm: Any, tmp_path: Path
+) -> None:
     llm = scripted_llm(
         [
             "<Code>\n```python\nimport time\nkept = 'yes'\nwhile True:\n    time.sleep(0.05)\n```\n</Code>",
@@ -270,7 +288,13 @@ async def run_and_interrupt(
     Returns the notebook and the seconds the interrupted cell took to finish after the interrupt.
     """
     notebook = new_notebook(cells=[new_code_cell(source) for source in cells])
-    client = NotebookClient(notebook, kernel_name="python3", timeout=timeout, allow_errors=True, resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=timeout,
+        allow_errors=True,
+        resources={"metadata": {"path": str(cwd)}},
+    )
     async with client.async_setup_kernel(env=dict(os.environ)):
         assert client.km is not None
         for index, cell in enumerate(notebook.cells):
@@ -301,7 +325,12 @@ async def test_an_interrupt_while_the_models_code_loops_ends_the_run_cancelled(
         ]
     )
     notebook, took = await run_and_interrupt(
-        [FRAME, "%load_ext jupyter_deepanalyze", f'r = %analyze df "Loop forever." --model {llm.url}', "print(r.status, progress)"],
+        [
+            FRAME,
+            "%load_ext jupyter_deepanalyze",
+            f'r = %analyze df "Loop forever." --model {llm.url}',
+            "print(r.status, progress)",
+        ],
         tmp_path,
         2,
         ready=(tmp_path / "started").exists,
@@ -320,11 +349,17 @@ async def test_an_interrupt_while_the_models_code_loops_ends_the_run_cancelled(
     assert text(notebook.cells[3]) == "cancelled looping\n"
 
 
-async def test_an_interrupt_while_the_model_streams_stops_the_stream(scripted_llm: Any, tmp_path: Path) -> None:
+async def test_an_interrupt_while_the_model_streams_stops_the_stream(
+    scripted_llm: Any, tmp_path: Path
+) -> None:
     long_turn = "<Analyze>" + "thinking " * 400 + "</Analyze>"
     llm = scripted_llm([long_turn, "<Answer>never asked for</Answer>"], chunk_delay=0.02)
     notebook, took = await run_and_interrupt(
-        ["%load_ext jupyter_deepanalyze", f'%%analyze --model {llm.url}\nThink at length.', "print('kernel alive')"],
+        [
+            "%load_ext jupyter_deepanalyze",
+            f"%%analyze --model {llm.url}\nThink at length.",
+            "print('kernel alive')",
+        ],
         tmp_path,
         1,
         ready=lambda: len(llm.requests) == 1,
@@ -374,7 +409,9 @@ def test_plain_ipython_prints_the_run_as_text(scripted_llm: Any, tmp_path: Path)
     assert "\x1b[" not in out and "<html" not in out and "Traceback" not in done.stderr
 
 
-def test_approve_asks_before_each_block_and_skip_is_told_to_the_model(scripted_llm: Any, tmp_path: Path) -> None:
+def test_approve_asks_before_each_block_and_skip_is_told_to_the_model(
+    scripted_llm: Any, tmp_path: Path
+) -> None:
     llm = scripted_llm(
         [
             "<Code>\n```python\nskipped = True\n```\n</Code>",
@@ -393,3 +430,13 @@ def test_approve_asks_before_each_block_and_skip_is_told_to_the_model(scripted_l
     assert "second block ran" in done.stdout
     assert "DEFINED False True completed" in done.stdout
     assert llm.requests[1]["messages"][-1] == {"role": "execute", "content": SKIPPED_FEEDBACK}
+
+
+def test_config_help_with_current_values_never_shows_the_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What `%config DeepAnalyze` prints once the extension registered its settings.
+    monkeypatch.setenv("DEEPANALYZE_API_KEY", "sk-not-for-printing")
+    settings = DeepAnalyze(model="http://gpu:8000/v1")
+    assert settings.api_key == "sk-not-for-printing"
+    shown = DeepAnalyze.class_get_help(settings)
+    assert "sk-not-for-printing" not in shown
+    assert "Current: 'http://gpu:8000/v1'" in shown

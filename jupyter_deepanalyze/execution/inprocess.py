@@ -216,7 +216,7 @@ class _CapturedStream(io.TextIOBase):
         self._name = name
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return f"<{self._name}>"
 
     def writable(self) -> bool:
@@ -225,7 +225,7 @@ class _CapturedStream(io.TextIOBase):
     def isatty(self) -> bool:
         return False
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         self._capture.stream(self._name, text)
@@ -238,7 +238,7 @@ class _CapturedStream(io.TextIOBase):
 def _display_publisher(capture: _Capture, shell: Any) -> Any:
     from IPython.core.displaypub import DisplayPublisher
 
-    class CapturingDisplayPublisher(DisplayPublisher):  # type: ignore[misc]
+    class CapturingDisplayPublisher(DisplayPublisher):
         """``display()`` and ``clear_output()`` while a block runs."""
 
         def publish(
@@ -327,7 +327,11 @@ class _Capture:
     def display(
         self, data: Mapping[str, Any], metadata: Mapping[str, Any], transient: Mapping[str, Any], update: bool
     ) -> None:
-        output = {"output_type": "display_data", "data": _clean_bundle(data), "metadata": _clean_bundle(metadata)}
+        output = {
+            "output_type": "display_data",
+            "data": _clean_bundle(data),
+            "metadata": _clean_bundle(metadata),
+        }
         display_id = transient.get("display_id")
         with self._lock:
             if update:  # only displays of this block can be updated; others are not ours
@@ -438,14 +442,14 @@ def _open_figures() -> dict[int, Any]:
 
 
 def _capture_new_figures(capture: _Capture, before: Mapping[int, Any]) -> None:
-    """Figures the block opened and left open become PNG outputs, then are closed.
+    """With a non-inline backend, figures the block left open become PNG outputs and are closed.
 
-    The inline backend already displays and closes them at ``post_execute``; with any
-    other backend they would otherwise stay open and, for the inline backend switched
-    on later, show up loose in the user's cell.
+    The inline backend shows (and, unless configured not to, closes) a block's figures
+    itself at ``post_execute``, which runs inside the capture; it is left alone. Other
+    backends would leave them open, unseen, or shown loose later.
     """
     figures = {num: fig for num, fig in _open_figures().items() if before.get(num) is not fig}
-    if not figures:
+    if not figures or "inline" in str(sys.modules["matplotlib"].get_backend()).lower():
         return
     from IPython.core.pylabtools import print_figure
 
@@ -591,7 +595,10 @@ class InProcessExecutor:
                     capture.install()
                     if timeout:
                         threading.Thread(
-                            target=self._watch, args=(block, timeout, stop), name="deepanalyze-timeout", daemon=True
+                            target=self._watch,
+                            args=(block, timeout, stop),
+                            name="deepanalyze-timeout",
+                            daemon=True,
                         ).start()
                     # store_history=False: the user's In/Out, `_` and execution counter stay
                     # the user's, and ipykernel, which numbers the magic's own cell from the
@@ -635,7 +642,12 @@ class InProcessExecutor:
             error = ExecutionError(type(raised).__name__, str(raised), (type(raised).__name__,))
             append_output(
                 outputs,
-                {"output_type": "error", "ename": error.ename, "evalue": error.evalue, "traceback": list(error.traceback)},
+                {
+                    "output_type": "error",
+                    "ename": error.ename,
+                    "evalue": error.evalue,
+                    "traceback": list(error.traceback),
+                },
             )
         timed_out = block.reason == "timeout"
         if timed_out:
@@ -652,7 +664,12 @@ class InProcessExecutor:
             code, outputs, error=error, timeout=timeout if timed_out else None, options=self.feedback
         )
         return ExecutionResult(
-            status=status, outputs=outputs, execution_count=None, feedback=feedback, error=error, duration=duration
+            status=status,
+            outputs=outputs,
+            execution_count=None,
+            feedback=feedback,
+            error=error,
+            duration=duration,
         )
 
 
