@@ -197,6 +197,46 @@ def test_figures_are_captured_in_the_run_and_not_shown_loose(
     assert text(notebook.cells[5]) == "open figures: []\n"
 
 
+async def test_the_display_is_one_output_updated_in_place_while_the_run_goes_on(scripted_llm: Any) -> None:
+    """Read the kernel's messages as a frontend does: one display, then updates of it."""
+    from jupyter_client import AsyncKernelManager
+
+    llm = scripted_llm(TURNS)
+    manager = AsyncKernelManager(kernel_name="python3")
+    await manager.start_kernel()
+    client = manager.client()
+    client.start_channels()
+    messages: list[dict[str, Any]] = []
+    try:
+        await client.wait_for_ready(timeout=60)
+        await client.execute_interactive(f"{FRAME}\n%load_ext jupyter_deepanalyze", timeout=60)
+        reply = await client.execute_interactive(
+            f'%analyze df "{QUESTION}" --model {llm.url}', output_hook=messages.append, timeout=90
+        )
+    finally:
+        client.stop_channels()
+        await manager.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok"
+    shown = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data")]
+    assert shown[0]["msg_type"] == "display_data"
+    display_id = shown[0]["content"]["transient"]["display_id"]
+    assert all(m["msg_type"] == "update_display_data" for m in shown[1:]) and len(shown) >= 4
+    assert {m["content"]["transient"]["display_id"] for m in shown} == {display_id}
+    texts = [m["content"]["data"]["text/plain"] for m in shown]
+    # Each code block was on screen before it ran, and its output after.
+    running = [t for t in texts if t.endswith("Running code…")]
+    assert any("by_group = df.groupby" in t and "(4, 2)" not in t for t in running)
+    assert any("(4, 2)" in t and "share['missing']" in t and "KeyError" not in t for t in running)
+    assert texts[-1].endswith("Run completed.")
+    # Nothing else reached the cell: no loose figure, stream or error.
+    assert {m["msg_type"] for m in messages} <= {
+        "display_data",
+        "update_display_data",
+        "status",
+        "execute_input",
+    }
+
+
 # ----------------------------------------------------------------- other behaviours
 
 
