@@ -272,27 +272,30 @@ class Agent:
                 flush()
                 segments.append(item)
                 self._segment(item)
-                if item.tag == "Code":
-                    return True
+                if item.tag == "Code" or (item.tag == "Answer" and item.closed):
+                    return True  # the turn is over: code to run, or the final answer
             if time.monotonic() - last_flush >= DELTA_FLUSH_SECONDS:
                 flush()
             return False
 
         stream = self.model.stream(self.messages, self.params)
-        code_done = False
+        ended = False
         try:
             async for chunk in stream:
                 chunks.append(chunk)
                 if handle(parser.feed(chunk)):
-                    code_done = True
+                    ended = True
                     break
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         turn = "".join(chunks)
-        if code_done:
+        if ended:
             # Anything after the first </Code> was not produced by a model that stopped
-            # there (vLLM does); drop it, as the next round answers the code.
-            turn = turn[: turn.index(CODE_CLOSE, turn.index("<Code>")) + len(CODE_CLOSE)]
+            # there (vLLM does): the next round answers the code. After </Answer> the run
+            # is over, so the rest of the stream is not waited for either.
+            tag = segments[-1].tag
+            closing = f"</{tag}>"
+            turn = turn[: turn.index(closing, turn.index(f"<{tag}>")) + len(closing)]
         else:
             handle(parser.close())
             flush()

@@ -107,6 +107,28 @@ class DeepAnalyze(Configurable):
         help="Seconds to wait for the model server between streamed chunks.",
     ).tag(config=True)
 
+    device = Unicode(
+        "",
+        help="Device for in-process models ('cpu', 'cuda', 'cuda:1'); empty: CUDA when available.",
+    ).tag(config=True)
+
+    vllm_mode = CaselessStrEnum(
+        ["serve", "engine"],
+        default_value="serve",
+        help=(
+            "For 'vllm:' specs: 'serve' runs a managed `vllm serve` on 127.0.0.1; 'engine' runs "
+            "vLLM's async engine in this process (batch evaluation on a GPU machine)."
+        ),
+    ).tag(config=True)
+
+    vllm_executable = Unicode("vllm", help="The vLLM command for managed servers.").tag(config=True)
+
+    vllm_args = List(
+        Unicode(),
+        default_value=[],
+        help="Extra arguments for `vllm serve`, e.g. ['--max-model-len', '32768'].",
+    ).tag(config=True)
+
     keep_output_before_error = Bool(
         True,
         help=(

@@ -449,9 +449,11 @@ class Dialect:
     system_prompt: str | None
     execute_role: str
     request_extras: Mapping[str, Any] = field(default_factory=dict)
+    examples: tuple[Mapping[str, str], ...] = ()
+    """Few-shot messages placed before the task (small models need to see the format)."""
 
     def initial_messages(self, first_message: str) -> list[dict[str, str]]:
-        messages = [{"role": "user", "content": first_message}]
+        messages = [dict(m) for m in self.examples] + [{"role": "user", "content": first_message}]
         if self.system_prompt:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
         return messages
@@ -461,6 +463,24 @@ class Dialect:
             return {"role": "execute", "content": output}
         return {"role": "user", "content": f"<Execute>\n{output}\n</Execute>"}
 
+
+FEW_SHOT_EXAMPLE: tuple[Mapping[str, str], ...] = (
+    {
+        "role": "user",
+        "content": build_first_message(
+            "What is the mean of column x?", [DataFile("numbers.csv", 1024)]
+        ),
+    },
+    {
+        "role": "assistant",
+        "content": "<Analyze>\nLoad numbers.csv and compute the mean of x.\n</Analyze>\n"
+        "<Code>\n```python\nimport pandas as pd\ndf = pd.read_csv('numbers.csv')\n"
+        "print(df['x'].mean())\n```\n</Code>",
+    },
+    {"role": "user", "content": "<Execute>\n2.5\n\n</Execute>"},
+    {"role": "assistant", "content": "<Answer>\nThe mean of x is 2.5.\n</Answer>"},
+)
+"""One worked example in the generic dialect's own layout (used for very small models)."""
 
 NATIVE = Dialect(
     name="native",

@@ -117,7 +117,9 @@ class ScriptedLLM:
             def do_GET(self) -> None:
                 if not self._authorized():
                     return
-                if self.path.rstrip("/") == "/v1/models":
+                if self.path == "/health":  # vLLM's readiness probe
+                    self._json(200, {})
+                elif self.path.rstrip("/") == "/v1/models":
                     llm.model_list_calls += 1
                     entry = {"id": llm.model, "object": "model", "max_model_len": llm.max_model_len}
                     self._json(200, {"object": "list", "data": [entry]})
@@ -206,13 +208,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--model", default="DeepAnalyze-8B")
     parser.add_argument("--chunk-delay", type=float, default=0.0)
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     with open(args.script, encoding="utf-8") as handle:
         turns = json.load(handle)
     llm = ScriptedLLM(turns, model=args.model, chunk_delay=args.chunk_delay)
     if args.port:
         llm._server.server_close()
-        llm._server = ThreadingHTTPServer(("127.0.0.1", args.port), llm._handler())
+        llm._server = ThreadingHTTPServer((args.host, args.port), llm._handler())
         llm._server.daemon_threads = True
     print(f"scripted model {args.model} at {llm.url}", flush=True)
     llm._server.serve_forever()

@@ -1,14 +1,21 @@
 """Model specs: the one parser every front door uses to turn a string into a backend.
 
 Specs (ARCHITECTURE.md): ``http(s)://…/v1`` (OpenAI-compatible; served name from
-``model_name`` or the server's ``/v1/models``) and ``auto`` (``DEEPANALYZE_MODEL`` if
-set, else ``http://localhost:8000/v1`` if it answers, else a clear message).
+``model_name`` or the server's ``/v1/models``), ``vllm:ID_OR_PATH`` (a managed ``vllm
+serve``, or vLLM's in-process engine), ``transformers:ID_OR_PATH`` (in-process; a
+``.gguf`` path works), ``tiny`` (Gemma 3 270M for CPU smoke runs) and ``auto``
+(``DEEPANALYZE_MODEL`` if set, else ``http://localhost:8000/v1`` if it answers, else a
+clear message).
+
+``open_model`` gives a one-off model (the CLI); ``ModelRegistry`` keeps models open and
+shared between runs (the server: one vLLM process, one set of weights in memory).
 
 Must not contain agent logic.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import httpx
@@ -18,27 +25,38 @@ from . import ChatModel, ModelError, ModelUnavailableError
 from .openai_compat import DEFAULT_BASE_URL, VLLM_HINT, OpenAICompatModel
 
 SPEC_HELP = (
-    "an OpenAI-compatible base URL such as http://localhost:8000/v1, or 'auto'"
+    "an OpenAI-compatible base URL such as http://localhost:8000/v1, 'vllm:ID_OR_PATH', "
+    "'transformers:ID_OR_PATH', 'tiny' or 'auto'"
 )
+_PREFIXED = ("transformers", "vllm")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model spec: ``kind`` is ``openai`` or ``auto``; ``target`` the URL."""
+    """A parsed model spec: ``kind`` is openai, transformers, vllm, tiny or auto."""
 
     kind: str
-    target: str
+    target: str = ""
 
     def __str__(self) -> str:
-        return self.target if self.kind == "openai" else self.kind
+        if self.kind == "openai":
+            return self.target
+        if self.kind in _PREFIXED:
+            return f"{self.kind}:{self.target}"
+        return self.kind
 
 
 def parse_spec(spec: str) -> ModelSpec:
     text = spec.strip()
     if not text or text == "auto":
-        return ModelSpec("auto", "")
+        return ModelSpec("auto")
+    if text == "tiny":
+        return ModelSpec("tiny")
     if text.startswith(("http://", "https://")):
         return ModelSpec("openai", text.rstrip("/"))
+    kind, _, target = text.partition(":")
+    if kind in _PREFIXED and target.strip():
+        return ModelSpec(kind, target.strip())
     raise ModelError(f"Unknown model spec {spec!r}: use {SPEC_HELP}.")
 
 
@@ -60,23 +78,81 @@ async def resolve_spec(spec: str) -> ModelSpec:
         return ModelSpec("openai", DEFAULT_BASE_URL)
     raise ModelUnavailableError(
         f"No model configured (${MODEL_ENV} is not set) and no model server at "
-        f"{DEFAULT_BASE_URL}: {VLLM_HINT}."
+        f"{DEFAULT_BASE_URL}: {VLLM_HINT}, or use --model tiny for a CPU smoke test."
     )
+
+
+def create_model(spec: ModelSpec, config: DeepAnalyze) -> ChatModel:
+    """A backend for a resolved spec (not yet loaded or started)."""
+    if spec.kind == "openai":
+        return OpenAICompatModel(
+            spec.target,
+            model_name=config.model_name,
+            api_key=config.api_key,
+            dialect=config.dialect,
+            request_timeout=config.request_timeout,
+        )
+    if spec.kind == "tiny":
+        from .transformers_local import tiny_model
+
+        return tiny_model(device=config.device or None)
+    if spec.kind == "transformers":
+        from .transformers_local import TransformersModel
+
+        return TransformersModel(
+            spec.target, name=config.model_name or None, dialect=config.dialect, device=config.device or None
+        )
+    if spec.kind == "vllm":
+        from .vllm_local import ManagedVLLM, VLLMEngineModel, VLLMServerModel
+
+        if config.vllm_mode == "engine":
+            return VLLMEngineModel(spec.target, name=config.model_name or None, dialect=config.dialect)
+        server = ManagedVLLM(
+            spec.target,
+            served_name=config.model_name or None,
+            executable=config.vllm_executable,
+            extra_args=config.vllm_args,
+        )
+        return VLLMServerModel(
+            spec.target, server=server, dialect=config.dialect, request_timeout=config.request_timeout
+        )
+    raise ModelError(f"Cannot open a model for spec {str(spec)!r}.")
 
 
 async def open_model(config: DeepAnalyze, spec: str | None = None) -> ChatModel:
     """The backend for ``spec`` (default: ``config.model``), ready to stream."""
-    resolved = await resolve_spec(spec or config.model)
-    model = OpenAICompatModel(
-        resolved.target,
-        model_name=config.model_name,
-        api_key=config.api_key,
-        dialect=config.dialect,
-        request_timeout=config.request_timeout,
-    )
+    model = create_model(await resolve_spec(spec or config.model), config)
     try:
         await model.ready()
     except BaseException:
         await model.aclose()
         raise
     return model
+
+
+class ModelRegistry:
+    """Open models shared by every run of a long-lived process (the server extension)."""
+
+    def __init__(self, config: DeepAnalyze) -> None:
+        self.config = config
+        self._models: dict[str, ChatModel] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, spec: str | None = None) -> ChatModel:
+        resolved = await resolve_spec(spec or self.config.model)
+        key = str(resolved)
+        async with self._lock:  # one vLLM start or weight load at a time
+            model = self._models.get(key)
+            if model is None:
+                model = create_model(resolved, self.config)
+                try:
+                    await model.ready()
+                except BaseException:
+                    await model.aclose()
+                    raise
+                self._models[key] = model
+            return model
+
+    async def aclose(self) -> None:
+        models, self._models = list(self._models.values()), {}
+        await asyncio.gather(*(m.aclose() for m in models), return_exceptions=True)

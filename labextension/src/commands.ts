@@ -1,0 +1,220 @@
+/**
+ * The DeepAnalyze commands, registered by id in one place.
+ *
+ * The palette, the notebook toolbar and context menu (declared in
+ * `schema/plugin.json`) and the sidebar's buttons all run these same commands.
+ */
+
+import type { JupyterFrontEnd } from '@jupyterlab/application';
+import {
+  type ICommandPalette,
+  InputDialog,
+  showErrorMessage
+} from '@jupyterlab/apputils';
+import { PathExt } from '@jupyterlab/coreutils';
+import type { IDocumentManager } from '@jupyterlab/docmanager';
+import type * as nbformat from '@jupyterlab/nbformat';
+import { type INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import type { TranslationBundle } from '@jupyterlab/translation';
+import type { LabIcon } from '@jupyterlab/ui-components';
+import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
+
+import { type AssistantModel, notebookTarget } from './assistant';
+import { lastRunIn, removeRunCells } from './materializer';
+import type { RunRecordStore } from './session';
+
+export const CommandIds = {
+  open: 'deepanalyze:open',
+  analyzeDataframe: 'deepanalyze:analyze-dataframe',
+  generateReport: 'deepanalyze:generate-report',
+  removeLastRun: 'deepanalyze:remove-last-run'
+} as const;
+
+export interface ICommandsOptions {
+  app: JupyterFrontEnd;
+  model: AssistantModel;
+  tracker: INotebookTracker;
+  docManager: IDocumentManager;
+  store: RunRecordStore;
+  trans: TranslationBundle;
+  icon: LabIcon;
+  /** Id of the sidebar widget. */
+  panelId: string;
+  palette: ICommandPalette | null;
+}
+
+function timestamp(date: Date): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+    `-${pad(date.getHours())}${pad(date.getMinutes())}${pad(date.getSeconds())}`
+  );
+}
+
+export function registerCommands(options: ICommandsOptions): void {
+  const { app, model, tracker, docManager, store, trans, icon, panelId } =
+    options;
+  const { commands, shell } = app;
+
+  const openPanel = () => shell.activateById(panelId);
+
+  commands.addCommand(CommandIds.open, {
+    label: trans.__('DeepAnalyze: Open assistant'),
+    caption: trans.__('Open the DeepAnalyze assistant'),
+    icon,
+    execute: openPanel
+  });
+
+  commands.addCommand(CommandIds.analyzeDataframe, {
+    label: args =>
+      args.name
+        ? trans.__('Analyze %1', String(args.name))
+        : trans.__('DeepAnalyze: Analyze dataframe…'),
+    caption: trans.__(
+      'Start a DeepAnalyze run about a dataframe of the kernel'
+    ),
+    isEnabled: () => !model.busy && tracker.currentWidget !== null,
+    execute: async (args: ReadonlyPartialJSONObject) => {
+      let name = typeof args.name === 'string' ? args.name : '';
+      if (!name) {
+        await model.refreshVariables();
+        const names = model.variables.map(v => v.name);
+        if (names.length === 0) {
+          await showErrorMessage(
+            trans.__('No dataframes'),
+            model.variablesError ??
+              trans.__("The active notebook's kernel has no dataframes yet.")
+          );
+          return;
+        }
+        const choice = await InputDialog.getItem({
+          title: trans.__('Analyze dataframe'),
+          label: trans.__('Dataframe'),
+          items: names
+        });
+        if (!choice.button.accept || !choice.value) {
+          return;
+        }
+        name = choice.value;
+      }
+      openPanel();
+      await model.send(trans.__('Analyze the dataframe `%1`.', name), {
+        variables: [name]
+      });
+    }
+  });
+
+  commands.addCommand(CommandIds.generateReport, {
+    label: trans.__('DeepAnalyze: Generate report notebook…'),
+    caption: trans.__(
+      'Create a notebook beside the active one and let DeepAnalyze write a report in it'
+    ),
+    isEnabled: () => !model.busy,
+    execute: async (args: ReadonlyPartialJSONObject) => {
+      let question = typeof args.question === 'string' ? args.question : '';
+      if (!question) {
+        const answer = await InputDialog.getText({
+          title: trans.__('Generate report notebook'),
+          label: trans.__('What should the report answer?'),
+          placeholder: trans.__('e.g. Which factors drive sales?')
+        });
+        if (!answer.button.accept || !answer.value?.trim()) {
+          return;
+        }
+        question = answer.value;
+      }
+      const active = tracker.currentWidget;
+      const directory = active ? PathExt.dirname(active.context.path) : '';
+      const services = docManager.services;
+      await services.kernelspecs.ready;
+      const kernelName =
+        active?.sessionContext.session?.kernel?.name ??
+        services.kernelspecs.specs?.default ??
+        'python3';
+      const spec = services.kernelspecs.specs?.kernelspecs[kernelName];
+      const path = PathExt.join(
+        directory,
+        `deepanalyze-report-${timestamp(new Date())}.ipynb`
+      );
+      const content: nbformat.INotebookContent = {
+        nbformat: 4,
+        nbformat_minor: 5,
+        metadata: {
+          kernelspec: {
+            name: kernelName,
+            display_name: spec?.display_name ?? kernelName
+          }
+        },
+        cells: []
+      };
+      try {
+        await services.contents.save(path, {
+          type: 'notebook',
+          format: 'json',
+          content
+        });
+      } catch (error) {
+        await showErrorMessage(
+          trans.__('Cannot create the report notebook'),
+          error as Error
+        );
+        return;
+      }
+      const widget = docManager.open(path, 'Notebook', { name: kernelName });
+      if (!(widget instanceof NotebookPanel)) {
+        return;
+      }
+      openPanel();
+      await widget.sessionContext.ready;
+      await model.send(question, {
+        notebook: widget,
+        placement: 'end-of-notebook'
+      });
+      shell.activateById(widget.id);
+    }
+  });
+
+  commands.addCommand(CommandIds.removeLastRun, {
+    label: trans.__('DeepAnalyze: Remove cells of last run'),
+    caption: trans.__(
+      'Remove the cells the last DeepAnalyze run added to this notebook, and no others'
+    ),
+    isEnabled: () => {
+      const panel = tracker.currentWidget;
+      return (
+        panel !== null &&
+        lastRunIn(notebookTarget(panel), store.last?.runId ?? null) !== null
+      );
+    },
+    execute: () => {
+      const panel = tracker.currentWidget;
+      if (!panel) {
+        return;
+      }
+      const target = notebookTarget(panel);
+      const runId = lastRunIn(target, store.last?.runId ?? null);
+      if (runId) {
+        removeRunCells(target, runId);
+      }
+    }
+  });
+
+  // Enabled states follow the run and the active notebook. The model changes with
+  // every streamed token, so only a change of `busy` is announced.
+  let busy = model.busy;
+  model.stateChanged.connect(() => {
+    if (model.busy !== busy) {
+      busy = model.busy;
+      commands.notifyCommandChanged();
+    }
+  });
+  tracker.currentChanged.connect(() => commands.notifyCommandChanged());
+
+  const palette = options.palette;
+  if (palette) {
+    const category = trans.__('DeepAnalyze');
+    for (const command of Object.values(CommandIds)) {
+      palette.addItem({ command, category });
+    }
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The JupyterLab plugins of jupyter-deepanalyze.
+ *
+ * `jupyter-deepanalyze:plugin` puts the DeepAnalyze sidebar, its commands and the live
+ * materializer together; `jupyter-deepanalyze:renderer` renders the `%analyze` magic's
+ * output. Each declares the tokens it needs; everything else lives in the modules they
+ * wire up.
+ */
+
+import {
+  ILayoutRestorer,
+  type JupyterFrontEnd,
+  type JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
+
+import { DeepAnalyzeClient } from './api';
+import {
+  AssistantModel,
+  DEFAULT_SETTINGS,
+  type IAssistantSettings
+} from './assistant';
+import { registerCommands } from './commands';
+import { deepAnalyzeIcon } from './icon';
+import { AssistantPanel, PANEL_ID } from './panel';
+import { runRendererFactory } from './renderer';
+import { RunRecordStore } from './session';
+
+const PLUGIN_ID = 'jupyter-deepanalyze:plugin';
+
+/** Translation domain: the Python package's name, as JupyterLab language packs expect. */
+const TRANSLATION_DOMAIN = 'jupyter_deepanalyze';
+
+function readSettings(
+  settings: ISettingRegistry.ISettings
+): IAssistantSettings {
+  const composite = settings.composite as Partial<IAssistantSettings>;
+  return { ...DEFAULT_SETTINGS, ...composite };
+}
+
+const assistantPlugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description:
+    'The DeepAnalyze sidebar, its commands and the live materializer of runs into notebooks.',
+  autoStart: true,
+  requires: [INotebookTracker, IDocumentManager],
+  optional: [ICommandPalette, ILayoutRestorer, ISettingRegistry, ITranslator],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    docManager: IDocumentManager,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null,
+    settingRegistry: ISettingRegistry | null,
+    translator: ITranslator | null
+  ): void => {
+    const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
+    const client = new DeepAnalyzeClient(app.serviceManager.serverSettings);
+    const store = new RunRecordStore(
+      window.localStorage,
+      app.serviceManager.serverSettings.baseUrl
+    );
+    const model = new AssistantModel({
+      client,
+      tracker,
+      docManager,
+      store,
+      trans
+    });
+
+    const panel = new AssistantPanel(model, app.commands, trans);
+    panel.title.icon = deepAnalyzeIcon;
+    app.shell.add(panel, 'right', { rank: 600 });
+    restorer?.add(panel, 'deepanalyze');
+
+    registerCommands({
+      app,
+      model,
+      tracker,
+      docManager,
+      store,
+      trans,
+      icon: deepAnalyzeIcon,
+      panelId: PANEL_ID,
+      palette
+    });
+
+    if (settingRegistry) {
+      settingRegistry
+        .load(PLUGIN_ID)
+        .then(settings => {
+          model.configure(readSettings(settings));
+          settings.changed.connect(() =>
+            model.configure(readSettings(settings))
+          );
+          // The sidebar's approval toggle is the same setting, so it survives reloads.
+          model.stateChanged.connect(() => {
+            if (model.approval !== readSettings(settings).approval) {
+              void settings.set('approval', model.approval);
+            }
+          });
+        })
+        .catch(reason => {
+          console.error('DeepAnalyze: cannot load settings', reason);
+        });
+    }
+
+    void model.loadModels();
+    void app.restored.then(() => model.restore());
+  }
+};
+
+const rendererPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-deepanalyze:renderer',
+  description:
+    "Renders the %analyze magic's output (application/vnd.deepanalyze.run+json), with Insert as cells.",
+  autoStart: true,
+  requires: [IRenderMimeRegistry, INotebookTracker],
+  optional: [ITranslator],
+  activate: (
+    app: JupyterFrontEnd,
+    rendermime: IRenderMimeRegistry,
+    tracker: INotebookTracker,
+    translator: ITranslator | null
+  ): void => {
+    const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
+    // Registered on the application's registry before documents are restored, so every
+    // notebook's registry (a clone made when it opens) knows the MIME type.
+    rendermime.addFactory(runRendererFactory({ tracker, trans }));
+  }
+};
+
+export default [assistantPlugin, rendererPlugin];

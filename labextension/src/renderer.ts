@@ -1,0 +1,275 @@
+/**
+ * The MIME renderer of the `%analyze` magic's output (`application/vnd.deepanalyze.run+json`).
+ *
+ * Owns how a finished or partial run reads inside an output area: the question and
+ * status, then each cell the run made (prose, code and a plain summary of its outputs),
+ * and the "Insert as cells" button, which materializes the same events into the
+ * notebook below the cell holding this output.
+ *
+ * The cells shown are exactly the ones "Insert as cells" would create: both come from
+ * `RunMaterializer`, here over an in-memory notebook model. Everything is written as
+ * text nodes (and images as data URLs), so the renderer is safe on untrusted notebooks.
+ */
+
+import { YNotebook } from '@jupyter/ydoc';
+import type * as nbformat from '@jupyterlab/nbformat';
+import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
+import type { TranslationBundle } from '@jupyterlab/translation';
+import { Widget } from '@lumino/widgets';
+
+import { notebookTarget } from './assistant';
+import {
+  type CellRole,
+  type IRunBundle,
+  parseRunBundle,
+  RUN_MIME_TYPE
+} from './events';
+import {
+  cellProvenance,
+  type ITargetCell,
+  type ITargetCodeCell,
+  RunMaterializer
+} from './materializer';
+import { runStatusText } from './panel';
+import { RunTranscript } from './transcript';
+
+/** The cells `bundle` materializes into, computed on an empty in-memory notebook. */
+export function previewCells(bundle: IRunBundle): ITargetCell[] {
+  const notebook = new YNotebook();
+  notebook.fromJSON({
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: {},
+    cells: []
+  });
+  new RunMaterializer(notebook, {
+    runId: bundle.run_id,
+    anchorCellId: null
+  }).applyAll(bundle.events);
+  return [...notebook.cells];
+}
+
+function element<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className: string,
+  text?: string
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  node.className = className;
+  if (text !== undefined) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+function multiline(value: unknown): string {
+  if (Array.isArray(value)) {
+    return value.join('');
+  }
+  return typeof value === 'string' ? value : '';
+}
+
+const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/gif'];
+
+/** A plain, safe rendering of one nbformat output. */
+function renderOutput(output: nbformat.IOutput): HTMLElement {
+  switch (output.output_type) {
+    case 'stream':
+      return element('pre', 'jp-DeepAnalyzeRun-stream', multiline(output.text));
+    case 'error':
+      return element(
+        'pre',
+        'jp-DeepAnalyzeRun-errorOutput',
+        `${String(output.ename)}: ${String(output.evalue)}`
+      );
+    default: {
+      const data = (output.data ?? {}) as Record<string, unknown>;
+      const image = IMAGE_TYPES.find(type => typeof data[type] === 'string');
+      if (image) {
+        const img = element('img', 'jp-DeepAnalyzeRun-image');
+        img.src = `data:${image};base64,${multiline(data[image]).replace(/\s/g, '')}`;
+        img.alt = multiline(data['text/plain']);
+        return img;
+      }
+      if (data['text/plain'] !== undefined) {
+        return element(
+          'pre',
+          'jp-DeepAnalyzeRun-result',
+          multiline(data['text/plain'])
+        );
+      }
+      return element(
+        'div',
+        'jp-DeepAnalyzeRun-result',
+        `[${Object.keys(data).join(', ')}]`
+      );
+    }
+  }
+}
+
+export interface IRunRendererContext {
+  tracker: INotebookTracker;
+  trans: TranslationBundle;
+}
+
+export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
+  constructor(private readonly context: IRunRendererContext) {
+    super();
+    this.addClass('jp-DeepAnalyzeRun');
+  }
+
+  async renderModel(model: IRenderMime.IMimeModel): Promise<void> {
+    const trans = this.context.trans;
+    this.node.textContent = '';
+    let bundle: IRunBundle;
+    try {
+      bundle = parseRunBundle(model.data[RUN_MIME_TYPE]);
+    } catch (error) {
+      this.node.appendChild(
+        element(
+          'div',
+          'jp-DeepAnalyze-error',
+          trans.__(
+            'Cannot show this DeepAnalyze output: %1',
+            (error as Error).message
+          )
+        )
+      );
+      return;
+    }
+    const transcript = new RunTranscript(bundle.run_id);
+    transcript.applyAll(bundle.events);
+    const cells = previewCells(bundle);
+
+    const header = element('div', 'jp-DeepAnalyzeRun-header');
+    header.appendChild(
+      element(
+        'div',
+        'jp-DeepAnalyzeRun-question',
+        transcript.question || trans.__('DeepAnalyze run')
+      )
+    );
+    header.appendChild(
+      element(
+        'span',
+        'jp-DeepAnalyzeRun-status',
+        transcript.finished
+          ? runStatusText(transcript.status, trans)
+          : trans.__('In progress')
+      )
+    );
+    const insert = element('button', 'jp-mod-styled jp-DeepAnalyzeRun-insert');
+    insert.textContent = trans.__('Insert as cells');
+    insert.setAttribute('aria-label', trans.__('Insert as cells'));
+    insert.disabled = cells.length === 0;
+    const notice = element('span', 'jp-DeepAnalyzeRun-notice');
+    notice.setAttribute('role', 'status');
+    insert.addEventListener('click', () => {
+      notice.textContent = this._insert(bundle, cells.length);
+    });
+    header.append(insert, notice);
+    this.node.appendChild(header);
+
+    if (transcript.error) {
+      const error = element(
+        'div',
+        'jp-DeepAnalyze-error',
+        trans.__('Error: %1', transcript.error)
+      );
+      error.setAttribute('role', 'alert');
+      this.node.appendChild(error);
+    }
+
+    const list = element('ol', 'jp-DeepAnalyzeRun-cells');
+    for (const cell of cells) {
+      list.appendChild(this._renderCell(cell));
+    }
+    this.node.appendChild(list);
+  }
+
+  private _roleText(role: CellRole | undefined): string {
+    const trans = this.context.trans;
+    switch (role) {
+      case 'title':
+        return trans.__('Question');
+      case 'analyze':
+        return trans.__('Analyze');
+      case 'understand':
+        return trans.__('Understand');
+      case 'code':
+        return trans.__('Code');
+      case 'report':
+        return trans.__('Report');
+      case 'status':
+        return trans.__('Status');
+      default:
+        return trans.__('Note');
+    }
+  }
+
+  private _renderCell(cell: ITargetCell): HTMLElement {
+    const item = element('li', 'jp-DeepAnalyzeRun-cell');
+    const role = cellProvenance(cell)?.role;
+    item.dataset.role = role ?? cell.cell_type;
+    item.appendChild(
+      element('div', 'jp-DeepAnalyzeRun-role', this._roleText(role))
+    );
+    if (cell.cell_type === 'code') {
+      const code = cell as ITargetCodeCell;
+      const prompt =
+        code.execution_count === null ? ' ' : String(code.execution_count);
+      item.appendChild(
+        element(
+          'pre',
+          'jp-DeepAnalyzeRun-code',
+          `[${prompt}]: ${code.getSource()}`
+        )
+      );
+      for (const output of code.getOutputs()) {
+        item.appendChild(renderOutput(output));
+      }
+    } else {
+      item.appendChild(
+        element('div', 'jp-DeepAnalyzeRun-text', cell.getSource())
+      );
+    }
+    return item;
+  }
+
+  /** Materializes the run below this output's cell; returns what to tell the user. */
+  private _insert(bundle: IRunBundle, count: number): string {
+    const { tracker, trans } = this.context;
+    const panel: NotebookPanel | null =
+      tracker.find(p => p.node.contains(this.node)) ?? tracker.currentWidget;
+    if (!panel) {
+      return trans.__('Open a notebook to insert the cells into.');
+    }
+    // Below the cell that holds this output; outside a notebook (an output view),
+    // below the active cell of the current notebook.
+    const cell =
+      panel.content.widgets.find(c => c.node.contains(this.node)) ??
+      panel.content.activeCell;
+    new RunMaterializer(notebookTarget(panel), {
+      runId: bundle.run_id,
+      anchorCellId: cell?.model.id ?? null
+    }).applyAll(bundle.events);
+    return trans._n(
+      '%1 cell in the notebook',
+      '%1 cells in the notebook',
+      count
+    );
+  }
+}
+
+/** The factory registered with the application's rendermime registry. */
+export function runRendererFactory(
+  context: IRunRendererContext
+): IRenderMime.IRendererFactory {
+  return {
+    safe: true,
+    mimeTypes: [RUN_MIME_TYPE],
+    defaultRank: 50,
+    createRenderer: () => new RunOutputRenderer(context)
+  };
+}
