@@ -15,6 +15,13 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "jupyter-deepanalyze"}]
 
 
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The Jupyter server extension (``/deepanalyze/...`` API); imported only by the server."""
+    from .server.extension import DeepAnalyzeExtension
+
+    return [{"module": "jupyter_deepanalyze.server.extension", "app": DeepAnalyzeExtension}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_deepanalyze``: register ``%analyze`` and ``%%analyze``."""
     from .magics import load_ipython_extension as load  # IPython only when asked for

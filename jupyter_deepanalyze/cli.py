@@ -24,7 +24,7 @@ from ._version import __version__
 from .agent import Agent, Task
 from .config import DeepAnalyze
 from .demo import DEMO_FILE, DEMO_QUESTION, write_demo_data
-from .events import CellCreated, Event, ExecutionFinished, RunFinished, RunStarted, SegmentFinished
+from .events import Event, ExecutionFinished, RunFinished, RunStarted, SegmentFinished
 from .execution import ExecutionFailure
 from .execution.kernel import KernelExecutor
 from .llm import ModelError
@@ -173,7 +173,9 @@ async def _report(args: argparse.Namespace, stderr: TextIO) -> int:
             names.append(write_demo_data(folder).name)
         task = Task(question=args.question, files=list_data_files(folder, names))
         progress.line(f"run folder {folder}/ ({len(task.files)} data files)")
-        executor = await KernelExecutor.start(args.kernel, cwd=folder.resolve())
+        executor = await KernelExecutor.start(
+            args.kernel, cwd=folder.resolve(), feedback=config.feedback_options()
+        )
         try:
             agent = Agent.from_config(config, model, executor)
             builder = NotebookBuilder()

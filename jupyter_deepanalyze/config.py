@@ -15,6 +15,8 @@ from typing import Any
 from traitlets import Bool, CaselessStrEnum, Float, HasTraits, Int, List, TraitType, Unicode, default
 from traitlets.config import Configurable
 
+from .protocol import FeedbackOptions
+
 MODEL_ENV = "DEEPANALYZE_MODEL"
 API_KEY_ENV = "DEEPANALYZE_API_KEY"
 
@@ -136,3 +138,9 @@ class DeepAnalyze(Configurable):
             "False reproduces the reference exactly (it drops it)."
         ),
     ).tag(config=True)
+
+    def feedback_options(self) -> FeedbackOptions:
+        """What the model is told of executions, as these settings say."""
+        return FeedbackOptions(
+            keep_output_before_error=self.keep_output_before_error, limit=self.output_limit
+        )

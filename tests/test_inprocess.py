@@ -349,16 +349,18 @@ def test_a_described_dataframe_reaches_the_first_message() -> None:
 
 def test_namespace_summary_lists_data_variables_only_sorted_and_bounded() -> None:
     wide = pd.DataFrame(np.zeros((1, 300)))
-    namespace = {"zeta": np.arange(3), "alpha": wide, "_hidden": wide, "In": [], "n": 5, "text": "x"}
-    rows = summarize_namespace(namespace, limit=10, max_columns=5)
+    namespace = {"zeta": np.arange(3), "alpha": wide, "_hidden": wide, "In": [], "n": 5, "text": "x", "kept": wide}
+    rows = summarize_namespace(namespace, limit=10, max_columns=5, hidden={"kept"})
     assert [r["name"] for r in rows] == ["alpha", "zeta"]
-    assert rows[0]["shape"] == [1, 300] and len(rows[0]["columns"]) == 5 and rows[0]["column_count"] == 300
+    assert rows[0]["type"] == "pandas.DataFrame" and rows[0]["shape"] == [1, 300]
+    assert len(rows[0]["columns"]) == 5 and rows[0]["column_count"] == 300
     assert rows[1] == {
         "name": "zeta",
-        "type": "numpy.ndarray[int64]",
+        "type": "numpy.ndarray",
         "shape": [3],
         "columns": [],
         "column_count": 0,
         "memory_bytes": 24,
+        "dtype": "int64",
     }
     assert [r["name"] for r in summarize_namespace(namespace, limit=1)] == ["alpha"]

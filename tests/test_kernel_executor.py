@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -157,6 +158,18 @@ async def test_attaching_to_a_running_kernel_uses_its_namespace(tmp_path: Path) 
         owner.stop_channels()
     finally:
         await manager.shutdown_kernel(now=True)
+
+
+async def test_attaching_cancelled_while_the_kernel_is_busy_leaves_no_client_running(
+    executor: KernelExecutor,
+) -> None:
+    executor.client.execute("import time\ntime.sleep(3)")  # kernel_info waits behind it
+    await asyncio.sleep(0.3)
+    threads = threading.active_count()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(KernelExecutor.attach(executor.manager.get_connection_info()), 0.5)
+    await asyncio.sleep(0.5)
+    assert threading.active_count() == threads  # the heartbeat thread was stopped
 
 
 async def test_pool_gives_each_task_its_own_folder_and_a_clean_namespace(simpson_csv: Path) -> None:

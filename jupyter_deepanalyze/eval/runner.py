@@ -34,7 +34,6 @@ from ..events import RunFinished, SegmentFinished
 from ..execution.pool import KernelPool
 from ..llm import ChatModel
 from ..notebook import NotebookBuilder, attach_images, write_notebook
-from ..protocol import FeedbackOptions
 from .benchmarks import Benchmark, BenchTask
 from .scoring import Score, SubAnswer
 from .summary import summarize, write_chart
@@ -218,12 +217,7 @@ class EvalRunner:
             pool = KernelPool(
                 min(self.concurrency, len(pending)),
                 kernel_name=self.kernel_name,
-                executor_options={
-                    "feedback": FeedbackOptions(
-                        keep_output_before_error=self.config.keep_output_before_error,
-                        limit=self.config.output_limit,
-                    )
-                },
+                executor_options={"feedback": self.config.feedback_options()},
             )
             try:
                 await pool.start()

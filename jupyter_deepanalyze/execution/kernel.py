@@ -193,6 +193,9 @@ class KernelExecutor:
         except RuntimeError as exc:
             client.stop_channels()
             raise DeadKernelError(f"the kernel does not answer: {exc}") from exc
+        except BaseException:  # cancelled while a busy kernel had not answered yet
+            client.stop_channels()
+            raise
         return executor
 
     # ------------------------------------------------------------------------ state

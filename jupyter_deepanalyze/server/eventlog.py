@@ -1,0 +1,82 @@
+"""A run's event log on disk: one JSON event per line, appended as the run goes.
+
+Owns the log folder's layout and permissions (owner-only), appending events and reading
+a log back (a torn last line from a crash is ignored). Events never hold secrets.
+
+Must not interpret events beyond their JSON form.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+RUN_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+_RUN_ID = re.compile(rf"^{RUN_ID_PATTERN}$")
+
+
+def log_path(folder: Path, run_id: str) -> Path:
+    """Where the log of ``run_id`` lives; the id is checked so no path can be smuggled in."""
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"invalid run id {run_id!r}")
+    return folder / f"{run_id}.jsonl"
+
+
+class EventLog:
+    """Appends one run's events to ``{folder}/{run_id}.jsonl``.
+
+    A log that cannot be written (disk full, read-only folder) is reported once and then
+    skipped: the run itself goes on, replayable from memory.
+    """
+
+    def __init__(self, folder: Path, run_id: str) -> None:
+        self.path = log_path(folder, run_id)
+        self._file: IO[str] | None = None
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            size = os.fstat(descriptor).st_size
+            torn = size > 0 and os.pread(descriptor, 1, size - 1) != b"\n"
+            self._file = os.fdopen(descriptor, "a", encoding="utf-8")
+            if torn:  # a crash cut the last line: end it, so the next event is readable
+                self._file.write("\n")
+        except OSError as exc:
+            log.warning("DeepAnalyze: cannot write the run log %s: %s", self.path, exc)
+
+    def append(self, event: dict[str, Any]) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self._file.flush()
+        except (OSError, ValueError) as exc:
+            log.warning("DeepAnalyze: stopped writing the run log %s: %s", self.path, exc)
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """The events of a log, in order; torn lines (a crash mid-write) are skipped."""
+    events: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("seq") == len(events):
+                events.append(event)
+    return events

@@ -1,0 +1,83 @@
+"""``DeepAnalyzeExtension``: the Jupyter server extension application.
+
+Owns reading the ``DeepAnalyze`` configuration (config files, command line,
+``DEEPANALYZE_MODEL``), building the services the handlers share (kernel executors,
+run manager, model choices), registering the handlers, following the server's kernel
+events, and stopping cleanly (active runs cancelled, logs closed, clients closed).
+
+Must not open ports or start anything that listens: it lives inside the Jupyter server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Float, Unicode, default
+
+from .._version import __version__
+from ..config import DeepAnalyze
+from ..protocol import FeedbackOptions
+from .handlers import routes
+from .kernels import KERNEL_ACTIONS_SCHEMA, KernelExecutors
+from .models import ModelChoices
+from .runs import RunManager
+
+
+class DeepAnalyzeExtension(ExtensionApp):
+    """The DeepAnalyze agent on the server's kernels (``/deepanalyze/...`` API)."""
+
+    name = "jupyter_deepanalyze"
+    description = "DeepAnalyze: an autonomous data-science agent running in your notebook's kernel."
+    version = __version__
+    load_other_extensions = True
+    classes = [*ExtensionApp.classes, DeepAnalyze]
+
+    runs_dir = Unicode(
+        help="Folder of the runs' event logs (one JSONL file per run). "
+        "Default: {jupyter_data_dir}/deepanalyze/runs.",
+    ).tag(config=True)
+
+    @default("runs_dir")
+    def _default_runs_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "deepanalyze" / "runs")
+
+    variables_timeout = Float(
+        5.0,
+        min=0.1,
+        help="Seconds to wait for a kernel to describe its variables (a busy kernel answers late).",
+    ).tag(config=True)
+
+    def initialize_settings(self) -> None:
+        assert self.serverapp is not None
+        self.agent_config = DeepAnalyze(parent=self)
+        config = self.agent_config
+        self.executors = KernelExecutors(
+            self.serverapp.kernel_manager,
+            feedback=FeedbackOptions(
+                keep_output_before_error=config.keep_output_before_error,
+                limit=config.output_limit,
+            ),
+            attach_timeout=config.execution_timeout,
+        )
+        self.runs = RunManager(config, self.executors, Path(self.runs_dir))
+        self.models = ModelChoices(config)
+        assert self.serverapp.event_logger is not None
+        self.serverapp.event_logger.add_listener(
+            schema_id=KERNEL_ACTIONS_SCHEMA, listener=self.executors.on_kernel_action
+        )
+        self.log.info("DeepAnalyze %s: run logs in %s", __version__, self.runs_dir)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(routes())
+
+    async def stop_extension(self) -> None:
+        """Cancel active runs (each logs ``run_finished{cancelled}``), then close our clients."""
+        assert self.serverapp is not None
+        await self.runs.shutdown()
+        await self.executors.close()
+        assert self.serverapp.event_logger is not None
+        self.serverapp.event_logger.remove_listener(
+            schema_id=KERNEL_ACTIONS_SCHEMA, listener=self.executors.on_kernel_action
+        )

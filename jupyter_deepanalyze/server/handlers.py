@@ -1,0 +1,316 @@
+"""The REST and websocket API of ARCHITECTURE.md ("Server API"), on Jupyter's own auth.
+
+Owns request parsing and validation, status codes and response shapes. Every handler is
+authenticated and authorized (resource ``deepanalyze``; starting a run, approving code
+and inspecting variables also need ``execute`` on ``kernels``, as they run code in a
+kernel); XSRF is checked for cookie-authenticated writes by ``JupyterHandler``; the
+websocket checks its origin as the server's kernel websocket does. Errors are one-line
+JSON messages, never tracebacks.
+
+Must not bypass Jupyter auth, and must not block: long work runs in ``RunManager``'s
+background tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..agent import Approval
+from .eventlog import RUN_ID_PATTERN
+from .inputs import InputError, data_files
+from .kernels import UnknownKernel, find_kernel
+from .models import ModelNotAllowed
+from .runs import KernelHasActiveRun, NotWaitingForApproval, Run, RunRequest, UnknownRun
+from .variables import VariablesUnavailable, kernel_variables
+
+if TYPE_CHECKING:
+    from .extension import DeepAnalyzeExtension
+
+AUTH_RESOURCE = "deepanalyze"
+CANCEL_WAIT_SECONDS = 5.0
+"""POST …/cancel answers once the run has ended (normally well under 2 s), or after this."""
+RUN_VARIABLE_COLUMNS = 1000
+"""Columns probed per variable named in a run request (the model sees the first 40)."""
+
+_RUN = rf"(?P<run_id>{RUN_ID_PATTERN})"
+_KERNEL = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
+
+
+class ApiError(web.HTTPError):
+    """An error answered as ``{"message": ...}`` (kept out of tornado's format strings)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(status_code)
+        self.message = message
+
+
+class DeepAnalyzeHandlerMixin(ExtensionHandlerMixin):
+    """What every DeepAnalyze handler shares: the extension's services and an authz check."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def deepanalyze(self) -> DeepAnalyzeExtension:
+        return self.extensionapp  # type: ignore[return-value]
+
+    async def require(self, action: str, resource: str) -> None:
+        """Authorize one more (action, resource) pair beyond the handler's own."""
+        handler: Any = self
+        allowed = await ensure_async(handler.authorizer.is_authorized(self, handler.current_user, action, resource))
+        if not allowed:
+            raise web.HTTPError(403, f"User is not authorized to {action} on resource: {resource}.")
+
+    def find_run(self, run_id: str) -> Run:
+        try:
+            return self.deepanalyze.runs.get(run_id)
+        except UnknownRun as exc:
+            raise ApiError(404, str(exc)) from None
+
+
+class DeepAnalyzeAPIHandler(DeepAnalyzeHandlerMixin, APIHandler):
+    """JSON in, JSON out."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = (kwargs.get("exc_info") or (None, None, None))[1]
+        if isinstance(error, ApiError):
+            self.log.info("DeepAnalyze: %s %s: %s", status_code, self.request.path, error.message)
+            self.finish(json.dumps({"message": error.message, "reason": error.reason}))
+            return
+        super().write_error(status_code, **kwargs)
+
+    def reply(self, body: dict[str, Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body))
+
+    def json_object(self) -> dict[str, Any]:
+        body = self.get_json_body()
+        if not isinstance(body, dict):
+            raise ApiError(400, "The request body must be a JSON object.")
+        return body
+
+
+def _optional_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"{key!r} must be a string.")
+    return value
+
+
+def _str_list(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ApiError(400, f"{key!r} must be a list of non-empty strings.")
+    return [v.strip() for v in value]
+
+
+class RunsHandler(DeepAnalyzeAPIHandler):
+    """``POST /deepanalyze/runs`` starts a run; ``GET`` lists known runs (``?kernel_id=``)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        kernel_id = self.get_argument("kernel_id", None)
+        runs = self.deepanalyze.runs.runs(kernel_id)
+        self.reply({"runs": [run.summary() for run in runs]})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        await self.require("execute", "kernels")  # a run executes code in the kernel
+        body = self.json_object()
+        question = _optional_str(body, "question")
+        if not question or not question.strip():
+            raise ApiError(400, "'question' is required: say what to analyze.")
+        notebook_path = _optional_str(body, "notebook_path")
+        kernel_id = _optional_str(body, "kernel_id")
+        if not notebook_path and not kernel_id:
+            raise ApiError(400, "Give 'notebook_path' (a notebook with a running kernel) or 'kernel_id'.")
+        files = _str_list(body, "files")
+        variables = _str_list(body, "variables")
+        bad = [name for name in variables if not name.isidentifier()]
+        if bad:
+            raise ApiError(400, f"Not a Python variable name: {bad[0]!r}.")
+        ext = self.deepanalyze
+        approval = _optional_str(body, "approval") or ext.agent_config.approval
+        if approval not in ("auto", "manual"):
+            raise ApiError(400, "'approval' must be 'auto' or 'manual'.")
+
+        try:
+            target = await find_kernel(self.serverapp, notebook_path=notebook_path, kernel_id=kernel_id)
+            ext.runs.check_idle(target.kernel_id)
+            model = ext.models.check(_optional_str(body, "model"))
+            root = self.serverapp.root_dir
+            allow_hidden = bool(getattr(self.serverapp.contents_manager, "allow_hidden", False))
+            described = data_files(root, target.cwd, files, allow_hidden=allow_hidden)
+            infos = []
+            if variables:
+                report = await kernel_variables(
+                    ext.executors,
+                    target.kernel_id,
+                    variables,
+                    timeout=ext.variables_timeout,
+                    max_columns=RUN_VARIABLE_COLUMNS,
+                )
+                if report.missing:
+                    raise ApiError(400, f"No variable named {report.missing[0]!r} in the kernel.")
+                infos = [v.to_variable_info() for v in report.variables]
+            run = ext.runs.start(
+                RunRequest(
+                    kernel_id=target.kernel_id,
+                    question=question,
+                    model=model,
+                    files=described,
+                    variables=infos,
+                    approval=approval,
+                )
+            )
+        except UnknownKernel as exc:
+            raise ApiError(404, str(exc)) from None
+        except (KernelHasActiveRun, VariablesUnavailable) as exc:
+            raise ApiError(409, str(exc)) from None
+        except ModelNotAllowed as exc:
+            raise ApiError(403, str(exc)) from None
+        except InputError as exc:
+            raise ApiError(400, str(exc)) from None
+        self.reply({"run_id": run.run_id, "kernel_id": target.kernel_id}, status=201)
+
+
+class RunHandler(DeepAnalyzeAPIHandler):
+    """``GET /deepanalyze/runs/{id}``: status and every event."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.reply(self.find_run(run_id).snapshot())
+
+
+class CancelHandler(DeepAnalyzeAPIHandler):
+    """``POST /deepanalyze/runs/{id}/cancel``: answers once the run has ended."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        run = self.find_run(run_id)
+        run.cancel()
+        await run.wait(CANCEL_WAIT_SECONDS)
+        self.reply({"run_id": run.run_id, "status": run.status})
+
+
+class ApproveHandler(DeepAnalyzeAPIHandler):
+    """``POST /deepanalyze/runs/{id}/approve`` with ``{cell_id, action, code?}``."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        await self.require("execute", "kernels")  # approving runs (possibly edited) code
+        run = self.find_run(run_id)
+        body = self.json_object()
+        cell_id = _optional_str(body, "cell_id")
+        action = _optional_str(body, "action")
+        code = _optional_str(body, "code")
+        if not cell_id:
+            raise ApiError(400, "'cell_id' is required (from the approval_required event).")
+        if action not in ("run", "skip"):
+            raise ApiError(400, "'action' must be 'run' or 'skip'.")
+        try:
+            run.answer(cell_id, Approval(action, code))
+        except NotWaitingForApproval as exc:
+            raise ApiError(409, str(exc)) from None
+        self.reply({"run_id": run.run_id, "cell_id": cell_id, "action": action})
+
+
+class ModelsHandler(DeepAnalyzeAPIHandler):
+    """``GET /deepanalyze/models``: the allowed models and whether each answers."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        models = self.deepanalyze.models
+        choices = await models.describe()
+        self.reply({"default": models.default, "models": [c.to_json() for c in choices]})
+
+
+class VariablesHandler(DeepAnalyzeAPIHandler):
+    """``GET /deepanalyze/kernels/{kernel_id}/variables``: DataFrames, Series, arrays."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, kernel_id: str) -> None:
+        await self.require("execute", "kernels")  # the summary is a (silent) execution
+        ext = self.deepanalyze
+        try:
+            report = await kernel_variables(ext.executors, kernel_id, timeout=ext.variables_timeout)
+        except UnknownKernel as exc:
+            raise ApiError(404, str(exc)) from None
+        except VariablesUnavailable as exc:
+            raise ApiError(409, str(exc)) from None
+        self.reply({"variables": [v.to_json() for v in report.variables], "truncated": report.truncated})
+
+
+class RunEventsWebsocket(DeepAnalyzeHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """``WS /deepanalyze/runs/{id}/events?since=N``: replay from ``seq`` N, then live events.
+
+    One JSON event per message; the server closes the socket after ``run_finished``.
+    Authenticated and origin-checked exactly like the server's kernel websocket.
+    """
+
+    run: Run
+    since: int = 0
+    _sender: asyncio.Task[None] | None = None
+
+    def set_default_headers(self) -> None:
+        """No page headers (CSP and the like) on a websocket upgrade."""
+
+    @ws_authenticated
+    async def get(self, run_id: str) -> None:
+        await self.require("execute", AUTH_RESOURCE)
+        self.run = self.find_run(run_id)
+        try:
+            self.since = max(0, int(self.get_argument("since", "0")))
+        except ValueError:
+            raise ApiError(400, "'since' must be an event number (an integer).") from None
+        await super().get(run_id)
+
+    def open(self, run_id: str) -> None:  # type: ignore[override]
+        super().open()
+        self._sender = asyncio.ensure_future(self._send_events())
+
+    async def _send_events(self) -> None:
+        try:
+            async for event in self.run.follow(self.since):
+                await self.write_message(json.dumps(event))
+        except WebSocketClosedError:
+            return
+        self.close(1000, "run finished")
+
+    def on_message(self, message: str | bytes) -> None:
+        """Clients only listen; commands go through the REST endpoints."""
+
+    def on_close(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+
+
+def routes() -> list[tuple[str, type]]:
+    """URL patterns (relative to the server's base URL) and their handlers."""
+    return [
+        (r"/deepanalyze/runs", RunsHandler),
+        (rf"/deepanalyze/runs/{_RUN}", RunHandler),
+        (rf"/deepanalyze/runs/{_RUN}/events", RunEventsWebsocket),
+        (rf"/deepanalyze/runs/{_RUN}/cancel", CancelHandler),
+        (rf"/deepanalyze/runs/{_RUN}/approve", ApproveHandler),
+        (r"/deepanalyze/models", ModelsHandler),
+        (rf"/deepanalyze/kernels/{_KERNEL}/variables", VariablesHandler),
+    ]

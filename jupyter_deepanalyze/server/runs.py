@@ -1,0 +1,300 @@
+"""Runs of the agent on the server's kernels, and their replayable event logs.
+
+Owns ``RunManager`` — at most one active run per kernel; each run a background task
+that outlives the request that started it and every browser connection; the events of
+each run kept in memory and appended to a JSONL log, so any client can replay them from
+any ``seq``; cancel (the model stream stops, the kernel is interrupted, the run ends
+``cancelled``); approvals (``approval_required`` waits for the user's answer); finished
+runs read back lazily from their logs after a server restart; active runs cancelled
+cleanly when the server stops — and ``Run``, one run's state.
+
+Must not know about HTTP: handlers translate its named errors into status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..agent import Agent, Approval, Task
+from ..config import DeepAnalyze
+from ..events import RUN_STATUSES, Event, RunFinished, new_run_id
+from ..protocol import DataFile, VariableInfo
+from .eventlog import EventLog, log_path, read_events
+from .kernels import KernelExecutors, KernelLease
+from .models import OnDemandModel
+
+log = logging.getLogger(__name__)
+
+MAX_FINISHED_IN_MEMORY = 100
+"""Finished runs kept in memory; older ones are read back from their logs on demand."""
+SHUTDOWN_GRACE_SECONDS = 5.0
+"""How long server shutdown waits for cancelled runs to write their last events."""
+LOST_RUN_ERROR = "The server stopped before the run finished."
+
+
+class UnknownRun(LookupError):
+    """No run with that id, in memory or on disk."""
+
+
+class KernelHasActiveRun(RuntimeError):
+    """The kernel already runs the agent (one active run per kernel)."""
+
+    def __init__(self, kernel_id: str, run_id: str) -> None:
+        super().__init__(f"Kernel {kernel_id} already has an active run ({run_id}); cancel it or wait.")
+        self.run_id = run_id
+
+
+class NotWaitingForApproval(RuntimeError):
+    """An approval answer for a cell the run is not waiting on."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A validated request to start a run (files and variables already resolved)."""
+
+    kernel_id: str
+    question: str
+    model: str
+    files: Sequence[DataFile] = ()
+    variables: Sequence[VariableInfo] = ()
+    approval: str = "auto"
+
+
+@dataclass(eq=False)
+class Run:
+    """One run: its events (index == ``seq``), status, followers and pending approvals."""
+
+    run_id: str
+    kernel_id: str | None
+    status: str = "running"
+    events: list[dict[str, Any]] = field(default_factory=list)
+    cancel_requested: bool = False
+    agent: Agent | None = None
+    _log: EventLog | None = None
+    _followers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
+    _approvals: dict[str, asyncio.Future[Approval]] = field(default_factory=dict)
+    _finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def snapshot(self) -> dict[str, Any]:
+        """``GET /deepanalyze/runs/{id}``: status and every event so far."""
+        return {
+            "run_id": self.run_id,
+            "kernel_id": self.kernel_id,
+            "status": self.status,
+            "events": list(self.events),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        started = self.events[0] if self.events and self.events[0]["type"] == "run_started" else {}
+        return {
+            "run_id": self.run_id,
+            "kernel_id": self.kernel_id,
+            "status": self.status,
+            "question": started.get("question"),
+        }
+
+    # ----------------------------------------------------------------- events
+
+    def append(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        if self._log is not None:
+            self._log.append(event)
+        for queue in self._followers:
+            queue.put_nowait(event)
+        if event["type"] == "run_finished":
+            self.status = event["status"]
+            self._finished.set()
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    async def follow(self, since: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Every event with ``seq >= since``, then new ones as they come; ends after ``run_finished``."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # No await between copying the backlog and subscribing: nothing is lost or doubled.
+        backlog = self.events[max(since, 0) :]
+        done = self.finished
+        self._followers.add(queue)
+        try:
+            for event in backlog:
+                yield event
+            if done:
+                return
+            while True:
+                event = await queue.get()
+                if event["seq"] >= since:
+                    yield event
+                if event["type"] == "run_finished":
+                    return
+        finally:
+            self._followers.discard(queue)
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the run to finish; True if it has."""
+        try:
+            await asyncio.wait_for(self._finished.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    # --------------------------------------------------------------- control
+
+    def cancel(self) -> None:
+        if self.finished:
+            return
+        self.cancel_requested = True
+        if self.agent is not None:
+            self.agent.cancel()
+
+    async def request_approval(self, cell_id: str, code: str) -> Approval:
+        """The agent's approval hook: wait for :meth:`answer` on ``cell_id``."""
+        future: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
+        self._approvals[cell_id] = future
+        self.status = "waiting_approval"
+        try:
+            return await future
+        finally:
+            self._approvals.pop(cell_id, None)
+            if self.status == "waiting_approval":
+                self.status = "running"
+
+    def answer(self, cell_id: str, approval: Approval) -> None:
+        future = self._approvals.get(cell_id)
+        if future is None or future.done():
+            raise NotWaitingForApproval(f"Run {self.run_id} is not waiting for approval of cell {cell_id!r}.")
+        future.set_result(approval)
+
+
+class RunManager:
+    """Starts, tracks, replays and cancels runs; at most one active run per kernel."""
+
+    def __init__(self, config: DeepAnalyze, executors: KernelExecutors, log_dir: Path) -> None:
+        self.config = config
+        self.executors = executors
+        self.log_dir = log_dir
+        self._active: dict[str, Run] = {}  # kernel id → its active run
+        self._runs: dict[str, Run] = {}  # run id → active run
+        self._finished: OrderedDict[str, Run] = OrderedDict()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # ----------------------------------------------------------------- queries
+
+    def active_run(self, kernel_id: str) -> Run | None:
+        return self._active.get(kernel_id)
+
+    def check_idle(self, kernel_id: str) -> None:
+        run = self._active.get(kernel_id)
+        if run is not None:
+            raise KernelHasActiveRun(kernel_id, run.run_id)
+
+    def get(self, run_id: str) -> Run:
+        run = self._runs.get(run_id) or self._finished.get(run_id)
+        if run is not None:
+            return run
+        try:
+            path = log_path(self.log_dir, run_id)
+        except ValueError:
+            raise UnknownRun(f"No run {run_id!r}.") from None
+        if not path.is_file():
+            raise UnknownRun(f"No run {run_id!r}.")
+        return self._remember(self._load(run_id, path))
+
+    def runs(self, kernel_id: str | None = None) -> list[Run]:
+        runs = [*self._runs.values(), *self._finished.values()]
+        return [r for r in runs if kernel_id is None or r.kernel_id == kernel_id]
+
+    # ------------------------------------------------------------------- runs
+
+    def start(self, request: RunRequest) -> Run:
+        """Start a run in the background; raises ``KernelHasActiveRun``."""
+        self.check_idle(request.kernel_id)
+        run = Run(run_id=new_run_id(), kernel_id=request.kernel_id)
+        run._log = EventLog(self.log_dir, run.run_id)
+        model = OnDemandModel(self.config, request.model)
+        lease = KernelLease(self.executors, request.kernel_id)
+        manual = request.approval == "manual"
+        run.agent = Agent.from_config(
+            self.config,
+            model,
+            lease,
+            approval=run.request_approval if manual else None,
+            run_id=run.run_id,
+            kernel_id=request.kernel_id,
+        )
+        task = Task(request.question, tuple(request.files), tuple(request.variables))
+        self._active[request.kernel_id] = run
+        self._runs[run.run_id] = run
+        # The task's first step runs before any other request is served, and it creates
+        # the agent's worker at once: a cancel can never arrive before there is one.
+        self._tasks[run.run_id] = asyncio.create_task(self._drive(run, task, model, lease))
+        return run
+
+    async def _drive(self, run: Run, task: Task, model: OnDemandModel, lease: KernelLease) -> None:
+        assert run.agent is not None
+        try:
+            async for event in run.agent.run(task):
+                run.append(event.to_json())
+        except Exception as exc:  # the agent ends every run itself; this is a last resort
+            log.exception("DeepAnalyze run %s broke", run.run_id)
+            if not run.finished:
+                self._finish(run, "failed", f"Internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if not run.finished:  # only if this task itself was cancelled
+                self._finish(run, "cancelled", None)
+            lease.release()
+            try:
+                await model.aclose()
+            finally:
+                if self._active.get(run.kernel_id or "") is run:
+                    del self._active[run.kernel_id or ""]
+                self._runs.pop(run.run_id, None)
+                self._tasks.pop(run.run_id, None)
+                self._remember(run)
+
+    def _finish(self, run: Run, status: str, error: str | None) -> None:
+        event: Event = RunFinished(run_id=run.run_id, seq=len(run.events), status=status, error=error)
+        run.append(event.to_json())
+
+    def _load(self, run_id: str, path: Path) -> Run:
+        events = read_events(path)
+        started = next((e for e in events if e["type"] == "run_started"), {})
+        run = Run(run_id=run_id, kernel_id=started.get("kernel_id"), events=events)
+        last = events[-1] if events else {}
+        if last.get("type") == "run_finished" and last.get("status") in RUN_STATUSES:
+            run.status = last["status"]
+            run._finished.set()
+        else:
+            # The server stopped without closing this log: close it now, once.
+            run._log = EventLog(self.log_dir, run_id)
+            self._finish(run, "failed", LOST_RUN_ERROR)
+        return run
+
+    def _remember(self, run: Run) -> Run:
+        self._finished[run.run_id] = run
+        self._finished.move_to_end(run.run_id)
+        while len(self._finished) > MAX_FINISHED_IN_MEMORY:
+            self._finished.popitem(last=False)
+        return run
+
+    async def shutdown(self) -> None:
+        """Cancel every active run and let each write ``run_finished{cancelled}``."""
+        tasks = list(self._tasks.values())
+        for run in list(self._runs.values()):
+            run.cancel()
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)

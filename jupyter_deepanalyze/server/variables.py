@@ -1,0 +1,242 @@
+"""Summaries of the data a kernel holds: DataFrames, Series, arrays (pandas, numpy, polars).
+
+Owns the inspection that runs in the kernel — one silent execution whose
+``user_expressions`` evaluate a self-contained expression: no name is left in the
+user's namespace, the execution count does not move, and no library is imported that
+the user has not imported — and turning its JSON answer into summaries for the API and
+``VariableInfo`` for the model's first message. Answers are bounded (variables, columns).
+
+Must not change the user's namespace.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..execution import DeadKernelError, ExecutionFailure
+from ..execution.kernel import KernelExecutor
+from ..protocol import VariableInfo
+from .kernels import KernelExecutors
+
+MAX_VARIABLES = 100
+"""Variables listed at most (sorted by name)."""
+MAX_COLUMNS = 200
+"""Columns listed per variable at most; ``column_count`` says how many there are."""
+
+# Runs in the kernel, in a private dict (``user_ns``, ``wanted``, ``limits`` given), and
+# leaves its JSON answer in ``result``. Only modules the user already imported are used.
+_INSPECTOR = r'''
+import json as _json, sys as _sys
+
+def _kind(value):
+    modules = _sys.modules
+    pd, np, pl = modules.get("pandas"), modules.get("numpy"), modules.get("polars")
+    if pd is not None and isinstance(value, pd.DataFrame):
+        return "pandas.DataFrame"
+    if pd is not None and isinstance(value, pd.Series):
+        return "pandas.Series"
+    if np is not None and isinstance(value, np.ndarray):
+        return "numpy.ndarray"
+    if pl is not None and isinstance(value, pl.DataFrame):
+        return "polars.DataFrame"
+    if pl is not None and isinstance(value, pl.Series):
+        return "polars.Series"
+    return None
+
+def _describe(name, value, kind, max_columns):
+    entry = {"name": name, "type": kind, "shape": None, "columns": [], "column_count": 0,
+             "memory_bytes": None}
+    if kind is None:
+        cls = type(value)
+        entry["type"] = cls.__module__.split(".")[0] + "." + cls.__qualname__ \
+            if cls.__module__ != "builtins" else cls.__qualname__
+        return entry
+    entry["shape"] = [int(n) for n in value.shape]
+    if kind == "pandas.DataFrame":
+        columns = [(str(c), str(t)) for c, t in value.dtypes.items()]
+        entry["memory_bytes"] = int(value.memory_usage(index=True, deep=False).sum())
+    elif kind == "pandas.Series":
+        columns = [("" if value.name is None else str(value.name), str(value.dtype))]
+        entry["memory_bytes"] = int(value.memory_usage(index=True, deep=False))
+    elif kind == "numpy.ndarray":
+        columns = []
+        entry["dtype"] = str(value.dtype)
+        entry["memory_bytes"] = int(value.nbytes)
+    elif kind == "polars.DataFrame":
+        columns = [(str(c), str(t)) for c, t in value.schema.items()]
+        entry["memory_bytes"] = int(value.estimated_size())
+    else:
+        columns = [(str(value.name), str(value.dtype))]
+        entry["memory_bytes"] = int(value.estimated_size())
+    entry["column_count"] = len(columns)
+    entry["columns"] = [{"name": c, "dtype": t} for c, t in columns[:max_columns]]
+    return entry
+
+_ip = user_ns.get("get_ipython")
+try:
+    _hidden = set(_ip().user_ns_hidden) if callable(_ip) else set()
+except Exception:
+    _hidden = set()
+_found, _missing = [], []
+if wanted is None:
+    _names = sorted(n for n in list(user_ns) if not n.startswith("_") and n not in _hidden)
+else:
+    _names = list(wanted)
+for _name in _names:
+    if _name not in user_ns:
+        _missing.append(_name)
+        continue
+    _value = user_ns[_name]
+    _k = _kind(_value)
+    if _k is None and wanted is None:
+        continue
+    try:
+        _found.append(_describe(_name, _value, _k, limits["columns"]))
+    except Exception:  # an odd object: say what it is, nothing more
+        _found.append(_describe(_name, _value, None, limits["columns"]))
+result = _json.dumps({
+    "variables": _found[: limits["variables"]],
+    "truncated": len(_found) > limits["variables"],
+    "missing": _missing,
+}, default=str)
+'''
+
+
+class VariablesUnavailable(ExecutionFailure):
+    """The kernel could not be inspected (busy past the timeout, or the probe failed)."""
+
+
+def _busy(timeout: float) -> VariablesUnavailable:
+    return VariablesUnavailable(
+        f"The kernel is busy (it did not answer within {timeout:g} s); try again when it is idle."
+    )
+
+
+@dataclass(frozen=True)
+class VariableSummary:
+    """One variable as the API shows it."""
+
+    name: str
+    type: str
+    shape: list[int] | None = None
+    columns: list[tuple[str, str]] = field(default_factory=list)
+    column_count: int = 0
+    memory_bytes: int | None = None
+    dtype: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "shape": self.shape,
+            "columns": [{"name": n, "dtype": t} for n, t in self.columns],
+            "column_count": self.column_count,
+            "memory_bytes": self.memory_bytes,
+        }
+        if self.dtype is not None:
+            body["dtype"] = self.dtype
+        return body
+
+    def to_variable_info(self) -> VariableInfo:
+        """What the model's first message says about it (PROTOCOL.md, "The first message")."""
+        return VariableInfo(self.name, self.type, self.shape, tuple(self.columns), self.memory_bytes)
+
+
+@dataclass(frozen=True)
+class VariablesReport:
+    variables: list[VariableSummary]
+    missing: list[str] = field(default_factory=list)
+    truncated: bool = False
+
+
+def inspection_expression(
+    names: Sequence[str] | None, *, max_variables: int = MAX_VARIABLES, max_columns: int = MAX_COLUMNS
+) -> str:
+    """A single expression that inspects the namespace it is evaluated in, leaving no names.
+
+    The inspector runs with ``exec`` in a fresh dict that only refers to the user's
+    namespace (``globals()`` of the evaluated lambda), so its own names stay private.
+    """
+    limits = {"variables": max_variables, "columns": max_columns}
+    wanted = None if names is None else list(names)
+    return (
+        "(lambda scope: (exec(" + repr(_INSPECTOR) + ", scope), scope['result'])[1])"
+        f"({{'user_ns': globals(), 'wanted': {wanted!r}, 'limits': {limits!r}}})"
+    )
+
+
+async def inspect_variables(
+    executor: KernelExecutor,
+    names: Sequence[str] | None = None,
+    *,
+    timeout: float = 5.0,
+    max_variables: int = MAX_VARIABLES,
+    max_columns: int = MAX_COLUMNS,
+) -> VariablesReport:
+    """DataFrames, Series and arrays in the kernel (or exactly the ``names`` asked for).
+
+    Raises ``VariablesUnavailable`` when the kernel does not answer within ``timeout``
+    (it is running a cell) or the inspection fails.
+    """
+    expression = inspection_expression(names, max_variables=max_variables, max_columns=max_columns)
+    try:
+        # The timeout also covers waiting for a block the agent is running in this kernel.
+        reply = await asyncio.wait_for(
+            executor.execute_silent("", {"variables": expression}, timeout=timeout), timeout
+        )
+    except DeadKernelError as exc:
+        raise VariablesUnavailable(f"The kernel is not running: {exc}") from None
+    except (asyncio.TimeoutError, ExecutionFailure):
+        raise _busy(timeout) from None
+    answer = (reply.get("user_expressions") or {}).get("variables") or {}
+    if answer.get("status") != "ok":
+        error = f"{answer.get('ename', 'Error')}: {answer.get('evalue', reply.get('evalue', ''))}"
+        raise VariablesUnavailable(f"Inspecting the kernel's variables failed: {error}")
+    try:
+        data = json.loads(ast.literal_eval(answer["data"]["text/plain"]))
+    except (KeyError, ValueError, SyntaxError, TypeError) as exc:
+        raise VariablesUnavailable(f"The kernel's answer about its variables was unreadable: {exc}") from None
+    summaries = [
+        VariableSummary(
+            name=entry["name"],
+            type=entry["type"],
+            shape=entry.get("shape"),
+            columns=[(c["name"], c["dtype"]) for c in entry.get("columns", [])],
+            column_count=entry.get("column_count", 0),
+            memory_bytes=entry.get("memory_bytes"),
+            dtype=entry.get("dtype"),
+        )
+        for entry in data["variables"]
+    ]
+    return VariablesReport(summaries, list(data.get("missing", [])), bool(data.get("truncated")))
+
+
+async def kernel_variables(
+    executors: KernelExecutors,
+    kernel_id: str,
+    names: Sequence[str] | None = None,
+    *,
+    timeout: float = 5.0,
+    max_columns: int = MAX_COLUMNS,
+) -> VariablesReport:
+    """:func:`inspect_variables` on a server kernel, attaching first if needed, within ``timeout``.
+
+    Raises ``UnknownKernel`` or ``VariablesUnavailable``.
+    """
+
+    async def inspect() -> VariablesReport:
+        async with executors.lease(kernel_id) as executor:
+            return await inspect_variables(executor, names, timeout=timeout, max_columns=max_columns)
+
+    try:
+        # Attaching waits for kernel_info, which a kernel running a cell answers late.
+        return await asyncio.wait_for(inspect(), timeout)
+    except asyncio.TimeoutError:
+        raise _busy(timeout) from None
+    except DeadKernelError as exc:
+        raise VariablesUnavailable(f"The kernel does not answer: {exc}") from None
