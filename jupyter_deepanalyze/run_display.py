@@ -33,7 +33,6 @@ from .events import (
     Event,
     ExecutionFinished,
     RunFinished,
-    RunStarted,
     SegmentFinished,
     from_json,
 )
@@ -72,7 +71,6 @@ class RunDocument:
         self.statuses: dict[str, str] = {}
         self.feedback: dict[str, str] = {}
         self.run_id: str | None = None
-        self.model: str | None = None
         self.awaiting_approval: str | None = None
         self.finished: RunFinished | None = None
         self.stopping = False
@@ -116,9 +114,7 @@ class RunDocument:
             self._streaming_step, self._streaming = None, []
             return
         self.builder.apply(event)
-        if isinstance(event, RunStarted):
-            self.model = event.model
-        elif isinstance(event, ApprovalRequired):
+        if isinstance(event, ApprovalRequired):
             self.awaiting_approval = event.cell_id
         elif isinstance(event, ExecutionFinished):
             self.statuses[event.cell_id] = event.status
