@@ -14,12 +14,13 @@ the server sends there), imports nothing from the server, never copies or scans 
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .protocol import VariableInfo
+if TYPE_CHECKING:
+    from .protocol import VariableInfo
 
 DEFAULT_LIMIT = 100
 """Variables listed by ``summarize_namespace`` at most."""
@@ -37,8 +38,7 @@ def type_name(value: Any) -> str:
     return cls.__qualname__ if module in ("", "builtins") else f"{module}.{cls.__qualname__}"
 
 
-@dataclass(frozen=True)
-class _Description:
+class _Description(NamedTuple):  # not a dataclass: this module also runs as exec'd source
     name: str
     type: str
     shape: tuple[int, ...] | None = None
@@ -113,6 +113,8 @@ def describe_value(name: str, value: Any) -> VariableInfo | None:
     type the model reads (``numpy.ndarray[float64]``). A value whose attributes fail is
     described by its type alone rather than raising.
     """
+    from .protocol import VariableInfo  # here, so the module also runs as plain source (see below)
+
     described = _describe(name, value)
     if described is None:
         return None
@@ -158,4 +160,37 @@ def summarize_namespace(
     return rows
 
 
-__all__ = ["describe_value", "summarize_namespace", "type_name"]
+def inspect_namespace(
+    namespace: Mapping[str, Any],
+    wanted: Sequence[str] | None = None,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    max_columns: int = MAX_COLUMNS,
+    hidden: Collection[str] = _SHELL_NAMES,
+) -> str:
+    """The server's kernel probe: a JSON ``{variables, truncated, missing}``.
+
+    Without ``wanted``: the data variables (as ``summarize_namespace``). With it: exactly
+    those names, in that order, other values described by their type alone, and the
+    names that do not exist under ``missing``. The server executes this module's source
+    in a private dict inside the user's kernel (which may not have this package
+    installed) and calls this function there: the one implementation serves both.
+    """
+    if wanted is None:
+        rows = summarize_namespace(namespace, limit + 1, max_columns=max_columns, hidden=hidden)
+        missing: list[str] = []
+    else:
+        rows, missing = [], []
+        for name in wanted:
+            if name not in namespace:
+                missing.append(name)
+                continue
+            value = namespace[name]
+            described = _describe(name, value) or _Description(name, type_name(value))
+            rows.append(_row(described, max_columns))
+    return json.dumps(
+        {"variables": rows[:limit], "truncated": len(rows) > limit, "missing": missing}, default=str
+    )
+
+
+__all__ = ["describe_value", "inspect_namespace", "summarize_namespace", "type_name"]
