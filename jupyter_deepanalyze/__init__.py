@@ -2,6 +2,7 @@
 
 The core (protocol, events, agent, execution, llm, notebook) needs no Jupyter server;
 front doors (CLI, server extension, JupyterLab extension, magic) are built on it.
+``%load_ext jupyter_deepanalyze`` loads the ``%analyze`` magics (``magics.py``).
 """
 
 from typing import Any
@@ -14,11 +15,24 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "jupyter-deepanalyze"}]
 
 
-__all__ = ["__version__"]
-
-
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     """The Jupyter server extension (``/deepanalyze/...`` API); imported only by the server."""
     from .server.extension import DeepAnalyzeExtension
 
     return [{"module": "jupyter_deepanalyze.server.extension", "app": DeepAnalyzeExtension}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_deepanalyze``: register ``%analyze`` and ``%%analyze``."""
+    from .magics import load_ipython_extension as load  # IPython only when asked for
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]

@@ -10,8 +10,9 @@ Must not import Jupyter server code.
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Float, HasTraits, Int, List, TraitType, Unicode, default
 from traitlets.config import Configurable
 
 from .protocol import FeedbackOptions
@@ -62,6 +63,15 @@ class DeepAnalyze(Configurable):
     @default("api_key")
     def _default_api_key(self) -> str:
         return os.environ.get(API_KEY_ENV, "")
+
+    @classmethod
+    def class_get_trait_help(
+        cls, trait: TraitType[Any, Any], inst: HasTraits | None = None, helptext: str | None = None
+    ) -> str:
+        # Help with current values (IPython's `%config DeepAnalyze`) never shows the key.
+        if trait.name == "api_key":
+            inst = None
+        return super().class_get_trait_help(trait, inst, helptext)
 
     max_rounds = Int(30, min=1, help="Maximum number of model turns in one run.").tag(
         config=True

@@ -1,7 +1,8 @@
 """nbformat output lists: how outputs accumulate in a cell.
 
-Owns the one rule every sink and executor shares: consecutive stream outputs of the
-same name merge into one, as Jupyter frontends show them.
+Owns the rules every sink and executor shares: consecutive stream outputs of the
+same name merge into one, as Jupyter frontends show them; stream text an executor did
+not keep is announced by one ``dropped_stream_note``.
 """
 
 from __future__ import annotations
@@ -28,3 +29,12 @@ def append_output(outputs: list[Output], output: Output) -> None:
         outputs[-1]["text"] = stream_text(outputs[-1]) + stream_text(output)
         return
     outputs.append(copy.deepcopy(output))
+
+
+def dropped_stream_note(count: int) -> Output:
+    """The stderr line that ends an execution whose stream output was cut at its cap."""
+    return {
+        "output_type": "stream",
+        "name": "stderr",
+        "text": f"\n[{count} more characters of output were not kept]\n",
+    }

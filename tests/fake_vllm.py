@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,12 +39,8 @@ def main() -> None:
     if mode == "hang":
         time.sleep(3600)
     turns = json.loads(os.environ.get("FAKE_VLLM_TURNS", "[]"))
-    llm = ScriptedLLM(turns, model=option(args, "--served-model-name", args[1]))
-    llm._server.server_close()
     host, port = option(args, "--host", "127.0.0.1"), int(option(args, "--port", "8000"))
-    llm._server = ThreadingHTTPServer((host, port), llm._handler())
-    llm._server.serve_forever()
-
+    ScriptedLLM(turns, model=option(args, "--served-model-name", args[1]), host=host, port=port).serve_forever()
 
 if __name__ == "__main__":
     main()

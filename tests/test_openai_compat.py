@@ -103,7 +103,7 @@ async def test_an_underestimated_prompt_is_corrected_from_the_servers_answer(scr
         await model.aclose()
     first, second = llm.requests
     assert first["max_tokens"] == 3999
-    assert second["max_tokens"] == 4000 - llm._prompt_tokens(first)  # exactly what fits
+    assert second["max_tokens"] == 4000 - llm.prompt_tokens(first)  # exactly what fits
 
 
 async def test_a_full_context_window_is_a_clear_error(scripted_llm) -> None:

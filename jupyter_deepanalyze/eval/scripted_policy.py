@@ -1,57 +1,96 @@
-"""The benchmark's scripted policy: a zero-latency OpenAI-compatible server (NOT a model).
+"""A scripted OpenAI-compatible server that behaves like vLLM (NOT a model).
 
-Part of ``jupyter deepanalyze bench`` only: it lets the bench measure the harness's own
-overhead through the real HTTP path (``OpenAICompatModel`` → 127.0.0.1 → SSE stream)
-with no model time at all. It answers ``GET /v1/models`` and streaming
-``POST /v1/chat/completions``; each turn comes from ``policy(request_body)``, so one
-policy serves concurrent conversations (it reads the round and the last execution
-output from the messages it is sent). The text is streamed in token-sized chunks, cut at
-the first ``stop`` string, which is reported as vLLM's ``stop_reason``.
+Part of ``jupyter deepanalyze bench`` (it lets the bench measure the harness's own
+overhead through the real HTTP path with no model time) and the test suite's stand-in
+for the LLM. Every turn comes from ``policy(request_body)``. Where the project depends on
+vLLM's behaviour, it behaves the same: ``GET /v1/models`` lists the served name and
+``max_model_len``; ``GET /health`` answers; ``POST /v1/chat/completions`` streams (SSE)
+or answers in one JSON body, cuts the text at the first ``stop`` string and reports it
+as ``stop_reason`` (dropped from the text), and rejects a prompt plus ``max_tokens``
+beyond the context window with vLLM's 400 message. It records every request.
 
-Never a model default: nothing outside the bench and tests uses it. It listens on
-127.0.0.1 on a free port and only while the bench runs.
+Never a model default: nothing outside the bench and the tests uses it. It listens on
+127.0.0.1 (a free port unless told otherwise) and only while it is used.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Policy = Callable[[dict[str, Any]], str]
+Policy = Callable[[dict[str, Any]], "str | None"]
+"""The next turn for a request body; None when the script has nothing more to say."""
 
 SERVED_NAME = "deepanalyze-bench-scripted-policy"
-"""What the policy calls itself; it names a DeepAnalyze model so the native dialect is used."""
+"""What the bench's policy calls itself; it names a DeepAnalyze model (native dialect)."""
 CHUNK_CHARS = 4
 """Characters per streamed chunk: about one token, as a real server streams."""
+CHARS_PER_TOKEN = 4
+"""The stand-in tokenizer for the context-window check."""
 
 
 class ScriptedPolicyServer:
     """``with ScriptedPolicyServer(policy) as server:`` serves at ``server.url``."""
 
-    def __init__(self, policy: Policy, *, chunk_chars: int = CHUNK_CHARS) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        model: str = SERVED_NAME,
+        max_model_len: int = 32768,
+        chunk_chars: int = CHUNK_CHARS,
+        chunk_delay: float = 0.0,
+        report_stop_reason: bool = True,
+        honour_stop: bool = True,
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.policy = policy
+        self.model = model
+        self.max_model_len = max_model_len
         self.chunk_chars = chunk_chars
-        self.requests = 0
+        self.chunk_delay = chunk_delay
+        self.report_stop_reason = report_stop_reason
+        self.honour_stop = honour_stop
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self.model_list_calls = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-policy", daemon=True)
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def __enter__(self) -> ScriptedPolicyServer:
+    def start(self) -> ScriptedPolicyServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-policy", daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def __enter__(self) -> ScriptedPolicyServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def prompt_tokens(self, body: dict[str, Any]) -> int:
+        characters = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+        return characters // CHARS_PER_TOKEN + 1
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -70,56 +109,99 @@ class ScriptedPolicyServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _authorized(self) -> bool:
+                if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                    self._json(401, {"error": {"message": "invalid api key"}})
+                    return False
+                return True
+
             def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/v1/models":
-                    self._json(200, {"object": "list", "data": [{"id": SERVED_NAME, "object": "model"}]})
+                if not self._authorized():
+                    return
+                if self.path == "/health":  # vLLM's readiness probe
+                    self._json(200, {})
+                elif self.path.rstrip("/") == "/v1/models":
+                    with server._lock:
+                        server.model_list_calls += 1
+                    entry = {"id": server.model, "object": "model", "max_model_len": server.max_model_len}
+                    self._json(200, {"object": "list", "data": [entry]})
                 else:
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
 
             def do_POST(self) -> None:
+                if not self._authorized():
+                    return
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 with server._lock:
-                    server.requests += 1
+                    server.requests.append(body)
+                prompt, wanted = server.prompt_tokens(body), int(body.get("max_tokens") or 0)
+                if prompt + wanted > server.max_model_len:
+                    message = (
+                        f"This model's maximum context length is {server.max_model_len} tokens. "
+                        f"However, you requested {prompt + wanted} tokens ({prompt} in the "
+                        f"messages, {wanted} in the completion)."
+                    )
+                    self._json(400, {"object": "error", "message": message, "code": 400})
+                    return
                 try:
                     text = server.policy(body)
                 except Exception as exc:  # a policy bug is reported like a server error
                     self._json(500, {"error": {"message": f"scripted policy failed: {exc}"}})
                     return
+                if text is None:
+                    self._json(400, {"error": {"message": "the script has no more turns"}})
+                    return
                 stop_reason = None
-                for stop in body.get("stop") or []:
+                for stop in body.get("stop") or [] if server.honour_stop else []:
                     cut = text.find(stop)
                     if cut != -1:
                         text, stop_reason = text[:cut], stop
                         break
-                self._stream(text, stop_reason)
+                if body.get("stream"):
+                    self._stream(text, stop_reason)
+                    return
+                choice: dict[str, Any] = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+                if server.report_stop_reason:
+                    choice["stop_reason"] = stop_reason
+                self._json(200, {"object": "chat.completion", "model": server.model, "choices": [choice]})
 
             def _stream(self, text: str, stop_reason: str | None) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
 
                 def chunk(choice: dict[str, Any]) -> bytes:
-                    payload = {"object": "chat.completion.chunk", "model": SERVED_NAME, "choices": [choice]}
+                    payload = {"object": "chat.completion.chunk", "model": server.model, "choices": [choice]}
                     return f"data: {json.dumps(payload)}\n\n".encode()
 
                 size = server.chunk_chars
+                final: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": "stop"}
+                if server.report_stop_reason:
+                    final["stop_reason"] = stop_reason
                 parts = [chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})]
                 parts += [
                     chunk({"index": 0, "delta": {"content": text[i : i + size]}, "finish_reason": None})
                     for i in range(0, len(text), size)
                 ]
-                parts.append(chunk({"index": 0, "delta": {}, "finish_reason": "stop", "stop_reason": stop_reason}))
-                parts.append(b"data: [DONE]\n\n")
+                parts += [chunk(final), b"data: [DONE]\n\n"]
                 try:
                     for part in parts:
+                        if server.chunk_delay:  # a slow model: each chunk on its own
+                            time.sleep(server.chunk_delay)
+                            self.wfile.flush()
                         self.wfile.write(part)
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client stopped reading
+                    pass  # the client stopped reading (cancelled)
 
         return Handler

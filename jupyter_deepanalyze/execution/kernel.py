@@ -26,7 +26,7 @@ from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 from nbformat.v4 import output_from_msg
 
-from ..outputs import append_output, stream_text
+from ..outputs import append_output, dropped_stream_note, stream_text
 from ..protocol import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
 
@@ -95,8 +95,7 @@ class _OutputCollector:
     async def finish(self) -> None:
         await self.flush()
         if self._dropped:
-            note = f"\n[{self._dropped} more characters of output were not kept]\n"
-            await self._emit({"output_type": "stream", "name": "stderr", "text": note})
+            await self._emit(dropped_stream_note(self._dropped))
             self._dropped = 0
 
     async def _emit(self, output: dict[str, Any]) -> None:

@@ -15,11 +15,13 @@ import ast
 import asyncio
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..execution import DeadKernelError, ExecutionFailure
 from ..execution.kernel import KernelExecutor
+from .. import variables as core_variables
 from ..protocol import VariableInfo
 from .kernels import KernelExecutors
 
@@ -28,83 +30,10 @@ MAX_VARIABLES = 100
 MAX_COLUMNS = 200
 """Columns listed per variable at most; ``column_count`` says how many there are."""
 
-# Runs in the kernel, in a private dict (``user_ns``, ``wanted``, ``limits`` given), and
-# leaves its JSON answer in ``result``. Only modules the user already imported are used.
-_INSPECTOR = r'''
-import json as _json, sys as _sys
-
-def _kind(value):
-    modules = _sys.modules
-    pd, np, pl = modules.get("pandas"), modules.get("numpy"), modules.get("polars")
-    if pd is not None and isinstance(value, pd.DataFrame):
-        return "pandas.DataFrame"
-    if pd is not None and isinstance(value, pd.Series):
-        return "pandas.Series"
-    if np is not None and isinstance(value, np.ndarray):
-        return "numpy.ndarray"
-    if pl is not None and isinstance(value, pl.DataFrame):
-        return "polars.DataFrame"
-    if pl is not None and isinstance(value, pl.Series):
-        return "polars.Series"
-    return None
-
-def _describe(name, value, kind, max_columns):
-    entry = {"name": name, "type": kind, "shape": None, "columns": [], "column_count": 0,
-             "memory_bytes": None}
-    if kind is None:
-        cls = type(value)
-        entry["type"] = cls.__module__.split(".")[0] + "." + cls.__qualname__ \
-            if cls.__module__ != "builtins" else cls.__qualname__
-        return entry
-    entry["shape"] = [int(n) for n in value.shape]
-    if kind == "pandas.DataFrame":
-        columns = [(str(c), str(t)) for c, t in value.dtypes.items()]
-        entry["memory_bytes"] = int(value.memory_usage(index=True, deep=False).sum())
-    elif kind == "pandas.Series":
-        columns = [("" if value.name is None else str(value.name), str(value.dtype))]
-        entry["memory_bytes"] = int(value.memory_usage(index=True, deep=False))
-    elif kind == "numpy.ndarray":
-        columns = []
-        entry["dtype"] = str(value.dtype)
-        entry["memory_bytes"] = int(value.nbytes)
-    elif kind == "polars.DataFrame":
-        columns = [(str(c), str(t)) for c, t in value.schema.items()]
-        entry["memory_bytes"] = int(value.estimated_size())
-    else:
-        columns = [(str(value.name), str(value.dtype))]
-        entry["memory_bytes"] = int(value.estimated_size())
-    entry["column_count"] = len(columns)
-    entry["columns"] = [{"name": c, "dtype": t} for c, t in columns[:max_columns]]
-    return entry
-
-_ip = user_ns.get("get_ipython")
-try:
-    _hidden = set(_ip().user_ns_hidden) if callable(_ip) else set()
-except Exception:
-    _hidden = set()
-_found, _missing = [], []
-if wanted is None:
-    _names = sorted(n for n in list(user_ns) if not n.startswith("_") and n not in _hidden)
-else:
-    _names = list(wanted)
-for _name in _names:
-    if _name not in user_ns:
-        _missing.append(_name)
-        continue
-    _value = user_ns[_name]
-    _k = _kind(_value)
-    if _k is None and wanted is None:
-        continue
-    try:
-        _found.append(_describe(_name, _value, _k, limits["columns"]))
-    except Exception:  # an odd object: say what it is, nothing more
-        _found.append(_describe(_name, _value, None, limits["columns"]))
-result = _json.dumps({
-    "variables": _found[: limits["variables"]],
-    "truncated": len(_found) > limits["variables"],
-    "missing": _missing,
-}, default=str)
-'''
+# The core's describing module, run as plain source inside the kernel (whose Python may
+# not have this package): one implementation of "what is this variable" for the magic,
+# the model's first message and this endpoint.
+_INSPECTOR = Path(core_variables.__file__).read_text(encoding="utf-8")
 
 
 class VariablesUnavailable(ExecutionFailure):
@@ -159,14 +88,15 @@ def inspection_expression(
 ) -> str:
     """A single expression that inspects the namespace it is evaluated in, leaving no names.
 
-    The inspector runs with ``exec`` in a fresh dict that only refers to the user's
-    namespace (``globals()`` of the evaluated lambda), so its own names stay private.
+    The describing module runs with ``exec`` in a fresh dict; only that dict refers to
+    it, so nothing is added to the user's namespace (``globals()`` of the lambda).
     """
-    limits = {"variables": max_variables, "columns": max_columns}
-    wanted = None if names is None else list(names)
+    hidden = "set(get_ipython().user_ns_hidden) if callable(globals().get('get_ipython')) else set()"
     return (
-        "(lambda scope: (exec(" + repr(_INSPECTOR) + ", scope), scope['result'])[1])"
-        f"({{'user_ns': globals(), 'wanted': {wanted!r}, 'limits': {limits!r}}})"
+        "(lambda scope: (exec(" + repr(_INSPECTOR) + ", scope), "
+        "scope['inspect_namespace'](globals(), " + repr(None if names is None else list(names))
+        + f", limit={max_variables}, max_columns={max_columns}, hidden=" + hidden + "))[1])"
+        "({'__name__': '_deepanalyze_variables'})"
     )
 
 
