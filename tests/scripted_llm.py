@@ -32,6 +32,13 @@ class ScriptedLLM(ScriptedPolicyServer):
         self._turns_lock = threading.Lock()
         super().__init__(self._next_turn, model=model, chunk_chars=chunk_size, **options)
 
+    def replace_turns(self, turns: Sequence[Turn]) -> None:
+        """Serves ``turns`` from now on and forgets the requests received so far."""
+        with self._turns_lock:
+            self.turns[:] = list(turns)
+        with self._lock:
+            self.requests.clear()
+
     def _next_turn(self, body: dict[str, Any]) -> str | None:
         with self._turns_lock:
             if not self.turns:

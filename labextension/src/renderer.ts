@@ -262,6 +262,13 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
   }
 }
 
+/**
+ * Rank of the run renderer: below JupyterLab's HTML renderer (50), so that JupyterLab
+ * shows the run rather than the bundle's `text/html` fallback (on equal ranks the
+ * renderer registered first, HTML, would win).
+ */
+export const RUN_RENDERER_RANK = 40;
+
 /** The factory registered with the application's rendermime registry. */
 export function runRendererFactory(
   context: IRunRendererContext
@@ -269,7 +276,7 @@ export function runRendererFactory(
   return {
     safe: true,
     mimeTypes: [RUN_MIME_TYPE],
-    defaultRank: 50,
+    defaultRank: RUN_RENDERER_RANK,
     createRenderer: () => new RunOutputRenderer(context)
   };
 }

@@ -114,9 +114,7 @@ def script(llm: ScriptedLLM) -> Iterator[Any]:
     """``script(turns)`` replaces the model's remaining turns and forgets earlier requests."""
 
     def load(turns: list[Turn]) -> ScriptedLLM:
-        with llm._lock:
-            llm.turns[:] = list(turns)
-            llm.requests.clear()
+        llm.replace_turns(turns)
         return llm
 
     yield load

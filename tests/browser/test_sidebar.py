@@ -357,3 +357,30 @@ def test_generate_report_command_writes_a_new_report_notebook(
     assert [c["metadata"]["deepanalyze"]["role"] for c in cells] == ["title", "analyze", "code", "report"]
     assert cells[2]["outputs"][0]["text"] == "6\n"
     assert lab_page.agent_cells() == []  # the notebook that was active is left alone
+
+
+def test_analyze_magic_output_inserts_its_run_as_cells(page: Any, lab: Lab, notebook: Path, script: Any) -> None:
+    llm = script([_turn("Means by group.", MEANS_CODE), _answer(f"# {REPORT_TITLE}")])
+    nb = nbformat.read(notebook, as_version=4)
+    magic = f'%load_ext jupyter_deepanalyze\nr = %analyze df "Mean of v by g?" --model {llm.url}'
+    nb.cells.append(nbformat.v4.new_code_cell(magic))
+    nbformat.write(nb, notebook)
+    lab_page = _open(page, lab, notebook)
+    lab_page.run_first_cell()
+    page.keyboard.press("Shift+Enter")  # the magic's cell is active after the first
+
+    output = page.locator(".jp-DeepAnalyzeRun")
+    expect(output).to_contain_text("Completed")
+    expect(output).to_contain_text(REPORT_TITLE)
+    insert = output.get_by_role("button", name="Insert as cells", exact=True)
+    insert.click()
+    _wait_until(lambda: len(lab_page.agent_cells()) == 4, "the run's cells were not inserted")
+    cells = lab_page.notebook_json()["cells"]
+    assert cells[1]["source"] == magic
+    inserted = cells[2:6]
+    assert [c["metadata"]["deepanalyze"]["role"] for c in inserted] == ["title", "analyze", "code", "report"]
+    assert "b    20.0" in "".join(o.get("text", "") for o in inserted[2]["outputs"])
+    # Pressed again, the button adopts the cells it inserted instead of doubling them.
+    insert.click()
+    time.sleep(1)
+    assert [c["id"] for c in lab_page.agent_cells()] == [c["id"] for c in inserted]
