@@ -12,6 +12,7 @@ notebook" writes into a new notebook.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -192,6 +193,9 @@ def test_approval_runs_the_users_edit_and_skips_what_the_user_skips(
     # The cell is in the notebook, not run yet; the user edits it there, then presses Run.
     cell = lab_page.cell(lab_page.agent_cells()[-1]["id"])
     expect(cell).to_contain_text("print(df.shape)")
+    lab_page.cells.first.click()  # the user looks elsewhere; Show cell brings them back
+    lab_page.button("Show cell").click()
+    expect(cell).to_have_class(re.compile(r"\bjp-mod-active\b"))
     cell.locator(".jp-InputArea-editor .cm-content").click()
     page.keyboard.press("Control+End")
     page.keyboard.press("Backspace")
