@@ -28,7 +28,10 @@ def fake_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A `vllm` executable first on PATH that serves the scripted model."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "vllm").symlink_to(TESTS / "fake_vllm.py")
+    # Run by this interpreter (it imports the package), whatever `python3` is on PATH.
+    launcher = bin_dir / "vllm"
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TESTS / "fake_vllm.py"}" "$@"\n')
+    launcher.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_VLLM_ARGV", str(tmp_path / "argv.json"))
     monkeypatch.setenv("FAKE_VLLM_TURNS", json.dumps([ANSWER]))
