@@ -13,6 +13,7 @@ import {
   type JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
@@ -48,16 +49,24 @@ const assistantPlugin: JupyterFrontEndPlugin<void> = {
   description:
     'The DeepAnalyze sidebar, its commands and the live materializer of runs into notebooks.',
   autoStart: true,
-  requires: [INotebookTracker, IDocumentManager],
-  optional: [ICommandPalette, ILayoutRestorer, ISettingRegistry, ITranslator],
+  requires: [INotebookTracker, IDocumentManager, IRenderMimeRegistry],
+  optional: [
+    ICommandPalette,
+    ILayoutRestorer,
+    ISettingRegistry,
+    ITranslator,
+    IEditorLanguageRegistry
+  ],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     docManager: IDocumentManager,
+    rendermime: IRenderMimeRegistry,
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null,
     settingRegistry: ISettingRegistry | null,
-    translator: ITranslator | null
+    translator: ITranslator | null,
+    languages: IEditorLanguageRegistry | null
   ): void => {
     const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
     const client = new DeepAnalyzeClient(app.serviceManager.serverSettings);
@@ -73,7 +82,10 @@ const assistantPlugin: JupyterFrontEndPlugin<void> = {
       trans
     });
 
-    const panel = new AssistantPanel(model, app.commands, trans);
+    const panel = new AssistantPanel(model, app.commands, trans, {
+      markdown: rendermime,
+      languages
+    });
     panel.title.icon = deepAnalyzeIcon;
     app.shell.add(panel, 'right', { rank: 600 });
     restorer?.add(panel, 'deepanalyze');
@@ -121,17 +133,18 @@ const rendererPlugin: JupyterFrontEndPlugin<void> = {
     "Renders the %analyze magic's output (application/vnd.deepanalyze.run+json), with Insert as cells.",
   autoStart: true,
   requires: [IRenderMimeRegistry, INotebookTracker],
-  optional: [ITranslator],
+  optional: [ITranslator, IEditorLanguageRegistry],
   activate: (
     app: JupyterFrontEnd,
     rendermime: IRenderMimeRegistry,
     tracker: INotebookTracker,
-    translator: ITranslator | null
+    translator: ITranslator | null,
+    languages: IEditorLanguageRegistry | null
   ): void => {
     const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
     // Registered on the application's registry before documents are restored, so every
     // notebook's registry (a clone made when it opens) knows the MIME type.
-    rendermime.addFactory(runRendererFactory({ tracker, trans }));
+    rendermime.addFactory(runRendererFactory({ tracker, trans, languages }));
   }
 };
 

@@ -9,6 +9,7 @@
  * clicks.
  */
 
+import type { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import type { CommandRegistry } from '@lumino/commands';
 import type { TranslationBundle } from '@jupyterlab/translation';
 import { VDomRenderer } from '@jupyterlab/ui-components';
@@ -18,6 +19,7 @@ import type { IVariableInfo } from './api';
 import type { AssistantModel } from './assistant';
 import { CommandIds } from './commands';
 import type { ExecutionStatus, RunStatus } from './events';
+import { Code, type IMarkdownServices, Markdown } from './markdown';
 import type { RunSession } from './session';
 import type { ITranscriptEntry, StepKind } from './transcript';
 
@@ -60,11 +62,19 @@ export function runStatusText(
   }
 }
 
+/** What the sidebar renders the model's prose and code with. */
+export interface IStepDisplay {
+  markdown: IMarkdownServices;
+  /** The editor's languages, to highlight code; null shows it plain. */
+  languages: IEditorLanguageRegistry | null;
+}
+
 export class AssistantPanel extends VDomRenderer<AssistantModel> {
   constructor(
     model: AssistantModel,
     private readonly commands: CommandRegistry,
-    private readonly trans: TranslationBundle
+    private readonly trans: TranslationBundle,
+    private readonly display: IStepDisplay
   ) {
     super(model);
     this.id = PANEL_ID;
@@ -346,6 +356,30 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
     );
   }
 
+  private _renderText(entry: ITranscriptEntry): React.ReactElement {
+    if (entry.kind === 'Code') {
+      return entry.streaming ? (
+        <pre className="jp-DeepAnalyze-code">{entry.text}</pre>
+      ) : (
+        <Code
+          className="jp-DeepAnalyze-code"
+          code={entry.text}
+          languages={this.display.languages}
+        />
+      );
+    }
+    // Markdown half-streamed would jump about as it parses: plain until it is complete.
+    return entry.streaming ? (
+      <div className="jp-DeepAnalyze-text">{entry.text}</div>
+    ) : (
+      <Markdown
+        className="jp-DeepAnalyze-markdown"
+        source={entry.text}
+        services={this.display.markdown}
+      />
+    );
+  }
+
   private _renderEntry(entry: ITranscriptEntry): React.ReactElement {
     const trans = this.trans;
     const execution = entry.execution;
@@ -360,11 +394,7 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         <div className="jp-DeepAnalyze-stepLabel">
           {this._kindText(entry.kind)}
         </div>
-        {entry.kind === 'Code' ? (
-          <pre className="jp-DeepAnalyze-code">{entry.text}</pre>
-        ) : (
-          <div className="jp-DeepAnalyze-text">{entry.text}</div>
-        )}
+        {this._renderText(entry)}
         {execution && (
           <div
             className="jp-DeepAnalyze-execution"

@@ -7,11 +7,14 @@
  * notebook below the cell holding this output.
  *
  * The cells shown are exactly the ones "Insert as cells" would create: both come from
- * `RunMaterializer`, here over an in-memory notebook model. Everything is written as
- * text nodes (and images as data URLs), so the renderer is safe on untrusted notebooks.
+ * `RunMaterializer`, here over an in-memory notebook model. Prose reads as Markdown
+ * rendered untrusted through the notebook's rendermime (so sanitized), code as text
+ * nodes (highlighted when the editor's languages are there), outputs as text and images
+ * as data URLs, so the renderer is safe on untrusted notebooks.
  */
 
 import { YNotebook } from '@jupyter/ydoc';
+import type { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import type * as nbformat from '@jupyterlab/nbformat';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
@@ -31,6 +34,12 @@ import {
   type ITargetCodeCell,
   RunMaterializer
 } from './materializer';
+import {
+  highlightCodeInto,
+  type IMarkdownServices,
+  MARKDOWN_CLASSES,
+  renderMarkdownInto
+} from './markdown';
 import { runStatusText } from './panel';
 import { RunTranscript } from './transcript';
 
@@ -111,10 +120,16 @@ function renderOutput(output: nbformat.IOutput): HTMLElement {
 export interface IRunRendererContext {
   tracker: INotebookTracker;
   trans: TranslationBundle;
+  /** The editor's languages, to highlight code; null shows it plain. */
+  languages: IEditorLanguageRegistry | null;
 }
 
 export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
-  constructor(private readonly context: IRunRendererContext) {
+  /** `markdown`: the rendermime services of the output area this renders in. */
+  constructor(
+    private readonly context: IRunRendererContext,
+    private readonly markdown: IMarkdownServices
+  ) {
     super();
     this.addClass('jp-DeepAnalyzeRun');
   }
@@ -182,10 +197,12 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
     }
 
     const list = element('ol', 'jp-DeepAnalyzeRun-cells');
+    const rendering: Promise<void>[] = [];
     for (const cell of cells) {
-      list.appendChild(this._renderCell(cell));
+      list.appendChild(this._renderCell(cell, rendering));
     }
     this.node.appendChild(list);
+    await Promise.all(rendering);
   }
 
   private _roleText(role: CellRole | undefined): string {
@@ -208,7 +225,11 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
     }
   }
 
-  private _renderCell(cell: ITargetCell): HTMLElement {
+  /** The cell's item; pushes onto `rendering` what is still drawing into it. */
+  private _renderCell(
+    cell: ITargetCell,
+    rendering: Promise<void>[]
+  ): HTMLElement {
     const item = element('li', 'jp-DeepAnalyzeRun-cell');
     const role = cellProvenance(cell)?.role;
     item.dataset.role = role ?? cell.cell_type;
@@ -219,20 +240,23 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
       const code = cell as ITargetCodeCell;
       const prompt =
         code.execution_count === null ? ' ' : String(code.execution_count);
-      item.appendChild(
-        element(
-          'pre',
-          'jp-DeepAnalyzeRun-code',
-          `[${prompt}]: ${code.getSource()}`
-        )
+      const pre = element('pre', 'jp-DeepAnalyzeRun-code');
+      const source = element('span', 'jp-DeepAnalyzeRun-source');
+      pre.append(
+        element('span', 'jp-DeepAnalyzeRun-prompt', `[${prompt}]: `),
+        source
+      );
+      item.appendChild(pre);
+      rendering.push(
+        highlightCodeInto(source, code.getSource(), this.context.languages)
       );
       for (const output of code.getOutputs()) {
         item.appendChild(renderOutput(output));
       }
     } else {
-      item.appendChild(
-        element('div', 'jp-DeepAnalyzeRun-text', cell.getSource())
-      );
+      const text = element('div', `jp-DeepAnalyzeRun-text ${MARKDOWN_CLASSES}`);
+      item.appendChild(text);
+      rendering.push(renderMarkdownInto(text, cell.getSource(), this.markdown));
     }
     return item;
   }
@@ -277,6 +301,6 @@ export function runRendererFactory(
     safe: true,
     mimeTypes: [RUN_MIME_TYPE],
     defaultRank: RUN_RENDERER_RANK,
-    createRenderer: () => new RunOutputRenderer(context)
+    createRenderer: options => new RunOutputRenderer(context, options)
   };
 }

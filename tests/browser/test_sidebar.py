@@ -30,6 +30,13 @@ pytestmark = pytest.mark.browser
 MEANS_CODE = "print(df.groupby('g')['v'].mean())"
 PLOT_CODE = "ax = df.groupby('g')['v'].mean().plot.bar(title='mean of v by g')"
 REPORT_TITLE = "Mean of v by group"
+# Raw HTML in the model's Markdown that would run script if it were not sanitized.
+UNSAFE_HTML = '<img src="x" onerror="window.deepanalyzeInjected = true">'
+
+
+def _expect_sanitized(page: Any) -> None:
+    """The model's HTML rendered as Markdown ran no script."""
+    assert page.evaluate("window.deepanalyzeInjected") is None
 
 
 def _turn(analyze: str, code: str) -> str:
@@ -71,7 +78,7 @@ def test_question_in_sidebar_writes_analysis_outputs_and_report_into_the_noteboo
             _turn("A bar chart shows the difference.", PLOT_CODE),
             # The report quotes what the code printed, as the model read it.
             lambda body: _answer(f"# {REPORT_TITLE}\n\nThe first block printed:\n\n```\n"
-                                 f"{_last_feedback(llm.requests[1]).strip()}\n```"),
+                                 f"{_last_feedback(llm.requests[1]).strip()}\n```\n\n{UNSAFE_HTML}"),
         ]
     )
     lab_page = _open(page, lab, notebook)
@@ -114,7 +121,15 @@ def test_question_in_sidebar_writes_analysis_outputs_and_report_into_the_noteboo
     expect(notebook_view.get_by_role("heading", name=REPORT_TITLE)).to_be_visible()
     steps = panel.locator(".jp-DeepAnalyze-step")
     expect(steps.and_(page.locator("[data-kind='Code']"))).to_have_count(2)
-    expect(steps.and_(page.locator("[data-kind='Answer']"))).to_contain_text(REPORT_TITLE)
+    expect(panel.locator(".jp-DeepAnalyze-code", has_text=MEANS_CODE).locator("span[class]").first).to_be_visible()
+    # The report reads as Markdown: a heading and a code block, not `#` and fences.
+    report = steps.and_(page.locator("[data-kind='Answer']"))
+    expect(report.get_by_role("heading", name=REPORT_TITLE, level=1)).to_be_visible()
+    expect(report.locator("pre", has_text="b    20.0")).to_be_visible()
+    expect(report).not_to_contain_text("# ")
+    expect(report).not_to_contain_text("```")
+    expect(report.locator("img[onerror]")).to_have_count(0)
+    _expect_sanitized(page)
     page.screenshot(path=str(ARTIFACTS / "analysis-in-notebook.png"), full_page=True)
 
     # Saved, the notebook file holds the same cells.
@@ -147,6 +162,10 @@ def test_stop_ends_a_long_run_in_the_kernel_and_in_the_model_stream(
     lab_page.button("Stop").click()
     lab_page.expect_status("cancelled", timeout=15_000)
     expect(lab_page.panel.locator(".jp-DeepAnalyze-execution[data-status='interrupted']")).to_be_visible()
+    # The status step's `**Run cancelled.**` reads bold, without its asterisks.
+    status_step = lab_page.panel.locator(".jp-DeepAnalyze-step[data-kind='Status']")
+    expect(status_step.locator("strong")).to_have_text("Run cancelled.")
+    expect(status_step).not_to_contain_text("**")
     code = next(c for c in lab_page.agent_cells() if c["metadata"]["deepanalyze"]["role"] == "code")
     assert code["source"] == LONG_CODE
     assert not any("finished" in o.get("text", "") for o in code["outputs"])
@@ -364,7 +383,8 @@ def test_generate_report_command_writes_a_new_report_notebook(
 
 
 def test_analyze_magic_output_inserts_its_run_as_cells(page: Any, lab: Lab, notebook: Path, script: Any) -> None:
-    llm = script([_turn("Means by group.", MEANS_CODE), _answer(f"# {REPORT_TITLE}")])
+    report_md = f"# {REPORT_TITLE}\n\n**Group b** is higher.\n\n{UNSAFE_HTML}"
+    llm = script([_turn("Means by group.", MEANS_CODE), _answer(report_md)])
     nb = nbformat.read(notebook, as_version=4)
     magic = f'%load_ext jupyter_deepanalyze\nr = %analyze df "Mean of v by g?" --model {llm.url}'
     nb.cells.append(nbformat.v4.new_code_cell(magic))
@@ -375,7 +395,17 @@ def test_analyze_magic_output_inserts_its_run_as_cells(page: Any, lab: Lab, note
 
     output = page.locator(".jp-DeepAnalyzeRun")
     expect(output).to_contain_text("Completed")
-    expect(output).to_contain_text(REPORT_TITLE)
+    # The report reads as Markdown, sanitized; the code cell is shown as code.
+    report = output.locator(".jp-DeepAnalyzeRun-cell[data-role='report']")
+    expect(report.get_by_role("heading", name=REPORT_TITLE, level=1)).to_be_visible()
+    expect(report.locator("strong")).to_have_text("Group b")
+    expect(report).not_to_contain_text("# ")
+    expect(report.locator("img[onerror]")).to_have_count(0)
+    _expect_sanitized(page)
+    code = output.locator(".jp-DeepAnalyzeRun-code")
+    expect(code).to_have_text(re.compile(rf"^\[.*\]: {re.escape(MEANS_CODE)}$"))
+    expect(code.locator("span[class]").first).to_be_visible()  # highlighted
+    page.screenshot(path=str(ARTIFACTS / "analyze-magic-output.png"), full_page=True)
     insert = output.get_by_role("button", name="Insert as cells", exact=True)
     insert.click()
     _wait_until(lambda: len(lab_page.agent_cells()) == 4, "the run's cells were not inserted")
