@@ -307,6 +307,8 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
     const trans = this.trans;
     const transcript = session.transcript;
     const end = session.finishedAt ?? Date.now();
+    // A failed run's status step says what its alert says: the alert shows it once.
+    const failed = transcript.status === 'failed' && !!transcript.error;
     return (
       <>
         {transcript.question && (
@@ -335,9 +337,11 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
           </div>
         )}
         <ol className="jp-DeepAnalyze-steps">
-          {transcript.entries.map(entry => this._renderEntry(entry))}
+          {transcript.entries
+            .filter(entry => !(failed && entry.kind === 'Status'))
+            .map(entry => this._renderEntry(entry))}
         </ol>
-        {transcript.status === 'failed' && transcript.error && (
+        {failed && (
           <div className="jp-DeepAnalyze-error" role="alert">
             {trans.__('Error: %1', transcript.error)}
           </div>

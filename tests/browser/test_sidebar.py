@@ -328,6 +328,8 @@ def test_a_failing_model_shows_its_error_and_frees_the_sidebar(
     lab_page.ask("What is in df?")
     lab_page.expect_status("failed")
     expect(lab_page.panel.get_by_role("alert")).to_contain_text("no more turns")
+    # Said once, by the alert; the failed run's status step would repeat it.
+    expect(lab_page.panel.get_by_text("no more turns")).to_have_count(1)
     assert lab_page.agent_cells()[-1]["metadata"]["deepanalyze"]["role"] == "status"
     expect(lab_page.button("Stop")).to_be_disabled()
     expect(lab_page.button("Analyze df")).to_be_enabled()
