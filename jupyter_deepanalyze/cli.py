@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -113,6 +113,30 @@ def _config(args: argparse.Namespace) -> DeepAnalyze:
     return config
 
 
+class CtrlC:
+    """While active, the first Ctrl-C calls ``stop`` (a clean stop); a second quits at once."""
+
+    def __init__(self, stop: Callable[[], None], message: str, stderr: TextIO) -> None:
+        self.stop = stop
+        self.message = message
+        self.stderr = stderr
+        self.count = 0
+
+    def _pressed(self) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        print(f"\n{self.message}", file=self.stderr, flush=True)
+        self.stop()
+
+    def __enter__(self) -> CtrlC:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._pressed)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+
+
 class Progress:
     """One line per finished step on stderr: elapsed time, step, tag, a preview."""
 
@@ -179,27 +203,13 @@ async def _report(args: argparse.Namespace, stderr: TextIO) -> int:
         try:
             agent = Agent.from_config(config, model, executor)
             builder = NotebookBuilder()
-            loop = asyncio.get_running_loop()
-            interrupts = 0
-
-            def on_sigint() -> None:
-                nonlocal interrupts
-                interrupts += 1
-                if interrupts > 1:
-                    raise KeyboardInterrupt
-                print("\nStopping (Ctrl-C again to quit at once)…", file=stderr, flush=True)
-                agent.cancel()
-
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
-            try:
-                finished: RunFinished | None = None
+            finished: RunFinished | None = None
+            with CtrlC(agent.cancel, "Stopping (Ctrl-C again to quit at once)…", stderr):
                 async for event in agent.run(task):
                     builder.apply(event)
                     progress.show(event)
                     if isinstance(event, RunFinished):
                         finished = event
-            finally:
-                loop.remove_signal_handler(signal.SIGINT)
         finally:
             await executor.shutdown()
     finally:
@@ -306,24 +316,15 @@ async def _eval(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         for record in runner.records.values():
             bar.count_resumed(record)
         runner.on_result = bar.update
-        loop = asyncio.get_running_loop()
-        interrupts = 0
-
-        def on_sigint() -> None:
-            nonlocal interrupts
-            interrupts += 1
-            if interrupts > 1:
-                raise KeyboardInterrupt
-            print("\nStopping: finished tasks are kept; rerun the same command to resume "
-                  "(Ctrl-C again to quit at once)…", file=stderr, flush=True)
-            runner.stop()
-
+        message = (
+            "Stopping: finished tasks are kept; rerun the same command to resume "
+            "(Ctrl-C again to quit at once)…"
+        )
         bar.start()
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
         try:
-            summary = await runner.run()
+            with CtrlC(runner.stop, message, stderr) as interrupts:
+                summary = await runner.run()
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
             bar.close()
     finally:
         await model.aclose()
@@ -337,7 +338,7 @@ async def _eval(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         file=stdout,
     )
     print(f"wrote {out / 'summary.json'}, {out / 'accuracy.png'}, trajectories/ and notebooks/", file=stdout)
-    if interrupts:
+    if interrupts.count:
         print(f"jupyter deepanalyze: stopped with {len(summary['pending'])} tasks to go; rerun to resume", file=stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK
