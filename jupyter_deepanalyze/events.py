@@ -12,11 +12,17 @@ import dataclasses
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
-CELL_ROLES = ("title", "analyze", "understand", "note", "code", "report", "status")
-EXECUTION_STATUSES = ("ok", "error", "timeout", "interrupted", "skipped", "dead")
-RUN_STATUSES = ("completed", "cancelled", "failed", "max_rounds")
+CellRole = Literal["title", "analyze", "understand", "note", "code", "report", "status"]
+ExecutionStatus = Literal["ok", "error", "timeout", "interrupted", "skipped", "dead"]
+"""``dead``: the kernel died or restarted under the execution (its variables are gone)."""
+RunStatus = Literal["completed", "cancelled", "failed", "max_rounds"]
+"""The final statuses of ``run_finished``."""
+ArtifactStatus = Literal["created", "modified"]
+
+CELL_ROLES: tuple[str, ...] = get_args(CellRole)
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 MIME_TYPE = "application/vnd.deepanalyze.run+json"
 
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -41,6 +47,8 @@ class RunStarted(Event):
     question: str
     model: str
     kernel_id: str | None = None
+    parent_run_id: str | None = None
+    """Set for a follow-up: the finished run whose conversation this run continues."""
 
 
 @dataclass(kw_only=True)
@@ -81,9 +89,24 @@ class ApprovalRequired(Event):
 
 @dataclass(kw_only=True)
 class OutputAppended(Event):
+    """Append ``output`` to the cell, or, with ``update``, replace every output of the run
+    that carries ``display_id`` (``update_display_data``)."""
+
     type: ClassVar[str] = "output"
     cell_id: str
     output: dict[str, Any]
+    display_id: str | None = None
+    update: bool = False
+
+
+@dataclass(kw_only=True)
+class ClearOutput(Event):
+    """The code called ``clear_output``: clear the cell's outputs now, or, with ``wait``,
+    just before its next output arrives."""
+
+    type: ClassVar[str] = "clear_output"
+    cell_id: str
+    wait: bool = False
 
 
 @dataclass(kw_only=True)
@@ -92,16 +115,29 @@ class ExecutionFinished(Event):
 
     type: ClassVar[str] = "execution_finished"
     cell_id: str
-    status: str
+    status: ExecutionStatus
     execution_count: int | None = None
     feedback: str = ""
     code: str | None = None
 
 
 @dataclass(kw_only=True)
+class Artifacts(Event):
+    """Files the last execution created or modified in the run's working folder.
+
+    ``files`` holds ``{"path", "size", "status"}`` dicts: ``path`` relative to the
+    working folder, ``size`` in bytes, ``status`` an :data:`ArtifactStatus`.
+    """
+
+    type: ClassVar[str] = "artifacts"
+    step: int
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
 class RunFinished(Event):
     type: ClassVar[str] = "run_finished"
-    status: str
+    status: RunStatus
     report_cell_id: str | None = None
     error: str | None = None
 
@@ -115,7 +151,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CellCreated,
         ApprovalRequired,
         OutputAppended,
+        ClearOutput,
         ExecutionFinished,
+        Artifacts,
         RunFinished,
     )
 }
@@ -142,7 +180,7 @@ def cell_id_for(run_id: str, step: int) -> str:
     return cell_id
 
 
-def cell_metadata(run_id: str, step: int, role: str) -> dict[str, Any]:
+def cell_metadata(run_id: str, step: int, role: CellRole) -> dict[str, Any]:
     assert role in CELL_ROLES, role
     return {"deepanalyze": {"run_id": run_id, "step": step, "role": role}}
 
