@@ -16,7 +16,22 @@ from jupyter_client import AsyncKernelManager
 from jupyter_deepanalyze.execution import DeadKernelError
 from jupyter_deepanalyze.execution.kernel import KernelExecutor
 from jupyter_deepanalyze.execution.pool import KernelPool
+from jupyter_deepanalyze.outputs import ClearOutputs, NewOutput, OutputAccumulator, OutputChange
 from jupyter_deepanalyze.protocol import FeedbackOptions
+
+
+def shown_by_a_sink(changes: list[OutputChange]) -> list[dict]:
+    """The outputs a sink shows after applying ``changes`` as NotebookBuilder does."""
+    outputs = OutputAccumulator()
+    for change in changes:
+        if isinstance(change, ClearOutputs):
+            outputs.clear(change.wait)
+        elif change.update:
+            assert change.display_id is not None
+            outputs.update(change.display_id, change.output)
+        else:
+            outputs.add(change.output, display_id=change.display_id)
+    return outputs.outputs
 
 
 @pytest.fixture
@@ -44,13 +59,13 @@ async def test_code_runs_in_the_working_directory(executor: KernelExecutor, tmp_
 
 
 async def test_figures_are_png_outputs_and_placeholders_for_the_model(executor: KernelExecutor) -> None:
-    seen: list[dict] = []
+    seen: list[OutputChange] = []
     result = await executor.execute(
         "import matplotlib.pyplot as plt\nplt.figure(figsize=(4, 3), dpi=100)\nplt.plot([1, 2, 3])\nplt.show()",
         on_output=seen.append,
     )
     images = [o for o in result.outputs if o["output_type"] == "display_data" and "image/png" in o["data"]]
-    assert len(images) == 1 and seen == result.outputs
+    assert len(images) == 1 and seen == [NewOutput(o) for o in result.outputs]
     assert result.feedback.startswith("[figure 1: ") and result.feedback.endswith(" PNG]\n")
 
 
@@ -112,21 +127,66 @@ async def test_executions_are_serialized(executor: KernelExecutor) -> None:
     assert results[0].execution_count < results[1].execution_count
 
 
-async def test_huge_output_is_capped_for_the_model_and_in_memory(tmp_path: Path) -> None:
+async def test_huge_output_keeps_its_head_and_tail_for_the_model_and_in_memory(tmp_path: Path) -> None:
     executor = await KernelExecutor.start(
         cwd=tmp_path, feedback=FeedbackOptions(limit=2000), max_stream_chars=100_000
     )
     try:
-        events: list[dict] = []
-        result = await executor.execute("for i in range(200000):\n    print(i)", on_output=events.append)
+        changes: list[OutputChange] = []
+        result = await executor.execute("for i in range(200000):\n    print(i)", on_output=changes.append)
     finally:
         await executor.shutdown()
     assert result.status == "ok"
     assert len(result.feedback) < 2100 and "characters omitted" in result.feedback
-    kept = sum(len(o["text"]) for o in result.outputs if o["output_type"] == "stream")
-    assert kept < 100_200
-    assert "more characters of output were not kept" in result.outputs[-1]["text"]
-    assert len(events) < 200  # stream chunks are coalesced, not one event per print
+    (stream,) = result.outputs
+    printed = "".join(f"{i}\n" for i in range(200000))
+    head, note, tail = stream["text"].partition("\n[... ")
+    assert printed.startswith(head) and len(head) == 50_000
+    cut = len(printed) - 100_000
+    assert note + tail.split("\n", 1)[0] + "\n" == f"\n[... {cut} characters of output cut here ...]\n"
+    assert printed.endswith(tail.split("\n", 1)[1]) and len(tail.split("\n", 1)[1]) == 50_000
+    assert result.feedback.endswith("199999\n")
+    assert len(changes) < 200  # stream chunks are coalesced, not one event per print
+    assert shown_by_a_sink(changes) == result.outputs
+
+
+async def test_a_progress_loop_that_clears_its_output_leaves_only_its_last_step(
+    executor: KernelExecutor,
+) -> None:
+    changes: list[OutputChange] = []
+    result = await executor.execute(
+        "import time\nfrom IPython.display import clear_output, display\n"
+        "for i in range(4):\n    clear_output(wait=True)\n    print(f'step {i}')\n"
+        "    display({'text/plain': f'bar {i}'}, raw=True)\n    time.sleep(0.3)\n",
+        on_output=changes.append,
+    )
+    assert result.outputs == [
+        {"output_type": "stream", "name": "stdout", "text": "step 3\n"},
+        {"output_type": "display_data", "data": {"text/plain": "bar 3"}, "metadata": {}},
+    ]
+    assert result.feedback == "step 3\nbar 3\n"  # the model is told what is left, not every step
+    assert ClearOutputs() in changes  # sinks saw the loop redraw (each sync is a clear + what is new)
+    assert shown_by_a_sink(changes) == result.outputs
+
+
+async def test_display_updates_replace_the_display_in_this_block_and_in_earlier_ones(
+    executor: KernelExecutor,
+) -> None:
+    first_changes: list[OutputChange] = []
+    first = await executor.execute(
+        "from IPython.display import display\nh = display('one', display_id=True)\nprint('between')\n"
+        "h.update('two')",
+        on_output=first_changes.append,
+    )
+    assert [o.get("data", {}).get("text/plain", o.get("text")) for o in first.outputs] == ["'two'", "between\n"]
+    assert first.feedback == "'two'\nbetween\n"
+    assert shown_by_a_sink(first_changes) == first.outputs
+    later: list[OutputChange] = []
+    second = await executor.execute("h.update('three')", on_output=later.append)
+    assert second.outputs == [] and second.feedback == ""
+    (update,) = later
+    assert update.update and update.display_id == next(c.display_id for c in first_changes if c.display_id)
+    assert update.output["data"] == {"text/plain": "'three'"}
 
 
 async def test_execute_silent_leaves_history_and_count_alone(executor: KernelExecutor) -> None:
