@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,14 @@ from jupyter_deepanalyze.execution.kernel import KernelExecutor
 from jupyter_deepanalyze.execution.pool import KernelPool
 from jupyter_deepanalyze.outputs import ClearOutputs, NewOutput, OutputAccumulator, OutputChange
 from jupyter_deepanalyze.protocol import FeedbackOptions
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait until ``condition()`` holds (checked every 50 ms), failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.05)
 
 
 def shown_by_a_sink(changes: list[OutputChange]) -> list[dict]:
@@ -100,22 +108,32 @@ async def test_timeout_interrupts_and_the_kernel_keeps_its_state(executor: Kerne
 
 async def test_a_killed_kernel_is_reported_not_waited_for(executor: KernelExecutor) -> None:
     pid = executor.manager.provisioner.pid  # type: ignore[union-attr]
-    loop = asyncio.get_running_loop()
-    loop.call_later(0.5, os.kill, pid, signal.SIGKILL)
+
+    def kill_once_running(change: OutputChange) -> None:
+        os.kill(pid, signal.SIGKILL)
+
     started = time.monotonic()
     with pytest.raises(DeadKernelError, match="died"):
-        await executor.execute("import time\ntime.sleep(60)")
+        await executor.execute("import time\nprint('running', flush=True)\ntime.sleep(60)", on_output=kill_once_running)
     assert time.monotonic() - started < 10
 
 
-async def test_cancelling_an_execution_interrupts_the_kernel(executor: KernelExecutor) -> None:
-    task = asyncio.create_task(executor.execute("while True:\n    pass"))
-    await asyncio.sleep(1.0)
+async def test_cancelling_an_execution_interrupts_the_kernel_and_keeps_what_it_showed(
+    executor: KernelExecutor,
+) -> None:
+    changes: list[OutputChange] = []
+    task = asyncio.create_task(
+        executor.execute("print('started', flush=True)\nwhile True:\n    pass", on_output=changes.append)
+    )
+    await eventually(lambda: bool(changes))  # the code runs
     task.cancel()
     started = time.monotonic()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - started < 2
+    shown = shown_by_a_sink(changes)
+    assert shown[0] == {"output_type": "stream", "name": "stdout", "text": "started\n"}
+    assert shown[-1]["output_type"] == "error" and shown[-1]["ename"] == "KeyboardInterrupt"
     assert (await executor.execute("print('alive')")).feedback == "alive\n"
 
 
@@ -223,13 +241,15 @@ async def test_attaching_to_a_running_kernel_uses_its_namespace(tmp_path: Path) 
 async def test_attaching_cancelled_while_the_kernel_is_busy_leaves_no_client_running(
     executor: KernelExecutor,
 ) -> None:
-    executor.client.execute("import time\ntime.sleep(3)")  # kernel_info waits behind it
-    await asyncio.sleep(0.3)
+    busy = executor.client.execute("import time\ntime.sleep(3)")  # kernel_info waits behind it
+    while True:  # until the kernel says it is busy with that
+        msg = await executor.client.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") == busy and msg["content"].get("execution_state") == "busy":
+            break
     threads = threading.active_count()
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(KernelExecutor.attach(executor.manager.get_connection_info()), 0.5)
-    await asyncio.sleep(0.5)
-    assert threading.active_count() == threads  # the heartbeat thread was stopped
+    await eventually(lambda: threading.active_count() == threads, timeout=2.0)  # the heartbeat thread stopped
 
 
 async def test_pool_gives_each_task_its_own_folder_and_a_clean_namespace(simpson_csv: Path) -> None:

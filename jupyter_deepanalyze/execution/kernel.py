@@ -285,7 +285,7 @@ class KernelExecutor:
                     execution_count = content.get("execution_count", execution_count)
                 outputs.handle(msg_type, content)
         except asyncio.CancelledError:
-            await self._settle_after_cancel(msg_id)
+            await self._settle_after_cancel(msg_id, outputs)
             raise
         finally:
             outputs.finish()
@@ -359,26 +359,26 @@ class KernelExecutor:
             if msg["parent_header"].get("msg_id") == msg_id:
                 return dict(msg["content"])
 
-    async def _settle_after_cancel(self, msg_id: str) -> None:
-        """Interrupt the cancelled execution and give the kernel a moment to go idle."""
+    async def _settle_after_cancel(self, msg_id: str, outputs: OutputAccumulator) -> None:
+        """Interrupt the cancelled execution and give the kernel a moment to go idle; what
+        the code showed meanwhile (up to the ``KeyboardInterrupt``) is kept."""
         try:
-            await asyncio.wait_for(self._interrupt_until_idle(msg_id), CANCEL_GRACE_SECONDS)
+            await asyncio.wait_for(self._interrupt_until_idle(msg_id, outputs), CANCEL_GRACE_SECONDS)
         except (asyncio.TimeoutError, ExecutionFailure) as exc:
             log.debug("kernel still busy after cancel: %s", exc)
 
-    async def _interrupt_until_idle(self, msg_id: str) -> None:
+    async def _interrupt_until_idle(self, msg_id: str, outputs: OutputAccumulator) -> None:
         await self.interrupt()
         while True:
             try:
                 msg = await self.client.get_iopub_msg(timeout=POLL_SECONDS)
             except queue.Empty:
                 continue
-            if (
-                msg["parent_header"].get("msg_id") == msg_id
-                and msg["msg_type"] == "status"
-                and msg["content"].get("execution_state") == "idle"
-            ):
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
                 return
+            outputs.handle(msg["msg_type"], msg["content"])
 
     async def _unresponsive(self, timeout: float) -> None:
         """The kernel ignored the interrupt: restart it if it is ours, else give up."""
