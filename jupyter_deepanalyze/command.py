@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from jupyter_core.application import JupyterApp
-from traitlets import Enum, Float, Int, TraitError
+from traitlets import Bool, Enum, Float, Int, TraitError
 from traitlets.config import Configurable
 from traitlets.config.loader import KVArgParseConfigLoader
 
@@ -85,12 +85,22 @@ class DeepAnalyzeCommand(JupyterApp):
 
     version = __version__
     classes = [DeepAnalyze]
+    raise_config_file_errors = Bool(True, help="A config file that cannot be read stops the command.")
 
     def _config_file_name_default(self) -> str:
         return CONFIG_FILE_NAME
 
     def migrate_config(self) -> None:
         """Nothing to migrate: these commands never read IPython 3's config."""
+
+    def load_config_file(self, suppress_errors: bool = True) -> None:  # type: ignore[override]
+        # A config file that cannot be read is an error to fix, not a warning to scroll past.
+        try:
+            super().load_config_file(suppress_errors=False)
+        except UsageError:
+            raise
+        except Exception as exc:  # the file's own error (a NameError, a syntax error…)
+            raise UsageError(f"cannot read the config file {self.config_file_name}: {exc!r}") from None
 
     def _create_loader(self, argv: Any, aliases: Any, flags: Any, classes: Any) -> KVArgParseConfigLoader:
         return _OptionLoader(argv, aliases, flags, classes=classes, log=self.log, subcommands=self.subcommands)
@@ -100,10 +110,11 @@ class DeepAnalyzeCommand(JupyterApp):
         try:
             super()._load_config(cfg, section_names=section_names, traits=traits)
         except TraitError as exc:
-            raise UsageError(self.explain(type(self), exc)) from None
+            raise UsageError(self.explain(type(self), exc, cfg)) from None
 
-    def explain(self, cls: type[Configurable], error: TraitError) -> str:
-        """A bad value of ``cls``'s settings as one line naming the option that set it."""
+    def explain(self, cls: type[Configurable], error: TraitError, config: Any = None) -> str:
+        """A bad value of ``cls``'s settings (from ``config``, else the app's) as one line
+        naming the option or config file that set it."""
         match = re.search(r"'(\w+)' trait", str(error))
         trait = cls.class_traits(config=True).get(match.group(1)) if match else None
         if trait is None:
@@ -114,9 +125,9 @@ class DeepAnalyzeCommand(JupyterApp):
             option = "--" + max(names, key=len) if names else f"--{target}"
             value = self.cli_config[cls.__name__][trait.name]
         else:
-            files = ", ".join(getattr(self, "_loaded_config_files", [])) or "the config"
+            files = ", ".join(self.loaded_config_files) or "the config"
             option = f"c.{target} in {files}"
-            value = self.config.get(cls.__name__, {}).get(trait.name)
+            value = (self.config if config is None else config).get(cls.__name__, {}).get(trait.name)
         problem = _problem(trait, value)
         return f"{option}{problem}" if problem else f"{option}: {error}"
 

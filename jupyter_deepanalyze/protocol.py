@@ -282,11 +282,15 @@ def build_first_message(
 
 @dataclass(frozen=True)
 class FeedbackOptions:
-    """Our deliberate improvements over the reference, each switchable for parity."""
+    """Our deliberate improvements over the reference, each switchable for parity.
+
+    These defaults are the format itself (improvements on, nothing capped); the
+    product's settings, the cap included, come from ``DeepAnalyze.feedback_options()``.
+    """
 
     keep_output_before_error: bool = True
     show_results: bool = True  # trailing-expression values and display() text
-    limit: int | None = 16000  # characters; None sends everything
+    limit: int | None = None  # characters (head and tail kept); None sends everything
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")

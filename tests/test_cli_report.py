@@ -116,6 +116,18 @@ def test_bad_arguments_get_one_line(tmp_path: Path) -> None:
     assert wrong.returncode == 2 and "must be an .ipynb file" in wrong.stderr
     spec = report("-q", "Q", "-o", str(tmp_path / "r.ipynb"), "--model", "gpt-4")
     assert spec.returncode == 1 and "Unknown model spec 'gpt-4'" in spec.stderr
+    out = str(tmp_path / "r.ipynb")
+    for args, line in [
+        (("-q", "Q", "-o", out, "--max-rounds", "many"), "--max-rounds: expected a whole number, not 'many'"),
+        (("-q", "Q", "-o", out, "--max-rounds", "0"), "--max-rounds must be at least 1"),
+        (("-q", "Q", "-o", out, "--temperature", "9"), "--temperature must be at most 2.0"),
+        (("-q", "Q", "-o", out, "--colour", "red"), "unknown option --colour (--help lists the options)"),
+        (("-o", out, "-q"), "--question needs a value"),
+        (("-q", "Q"), "the notebook to write is missing: pass -o OUT.ipynb"),
+        (("-o", out), "the question is missing: pass -q QUESTION"),
+    ]:
+        done = report(*args)
+        assert (done.returncode, done.stderr) == (2, f"jupyter deepanalyze: {line}\n"), args
 
 
 def test_a_run_that_hits_max_rounds_still_writes_the_notebook(scripted_llm, tmp_path: Path) -> None:
@@ -132,21 +144,22 @@ def test_a_run_that_hits_max_rounds_still_writes_the_notebook(scripted_llm, tmp_
 
 
 def test_ctrl_c_cancels_the_run_and_writes_what_it_has(scripted_llm, tmp_path: Path) -> None:
-    llm = scripted_llm(["<Code>\nprint('started', flush=True)\nwhile True:\n    pass\n</Code>"])
+    llm = scripted_llm(
+        ["<Code>\nprint('started', flush=True)\nopen('running', 'w').close()\nwhile True:\n    pass\n</Code>"]
+    )
     out = tmp_path / "r.ipynb"
     process = subprocess.Popen(
         [JUPYTER, "deepanalyze", "report", "-q", "Q", "-o", str(out), "--model", llm.url],
         stderr=subprocess.PIPE, text=True,
     )
-    lines = []
-    for line in process.stderr:  # type: ignore[union-attr]
-        lines.append(line)
-        if "step 1" in line:
-            break
-    time.sleep(1.0)
+    running = tmp_path / "r_files" / "running"  # the model's code is in its loop
+    deadline = time.monotonic() + 60
+    while not running.exists():
+        assert time.monotonic() < deadline and process.poll() is None, "the code never ran"
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     rest = process.communicate(timeout=30)[1]
-    assert process.returncode == 130, "".join(lines) + rest
+    assert process.returncode == 130, rest
     assert "the run was cancelled" in rest
     cells = nbformat.read(out, as_version=4).cells
     assert cells[-1].source == "**Run cancelled.**"

@@ -346,7 +346,6 @@ async def run_and_interrupt(
             while not ready() and time.monotonic() < deadline and not running.done():
                 await asyncio.sleep(0.05)
             assert ready(), "the run never got to the point to interrupt"
-            await asyncio.sleep(0.3)
             await client.km.interrupt_kernel()
             interrupted = time.monotonic()
             await running

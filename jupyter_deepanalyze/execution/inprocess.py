@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..outputs import OutputChange, OutputSync
+from ..config import default_feedback_options
 from ..protocol import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from . import ExecutionFailure, ExecutionResult, OutputCallback
 from .capture import BlockCapture, capture_new_figures, open_figures, to_completion
@@ -81,7 +82,7 @@ class InProcessExecutor:
         self.shell = shell
         self.queue = queue
         self.thread_id = queue.thread_id if queue is not None else threading.get_ident()
-        self.feedback = feedback or FeedbackOptions()
+        self.feedback = feedback or default_feedback_options()
         self.max_stream_chars = max_stream_chars
         self.on_interrupt = on_interrupt
         self.interrupt_grace = interrupt_grace

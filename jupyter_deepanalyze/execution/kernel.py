@@ -26,6 +26,7 @@ from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 
 from ..outputs import OutputAccumulator, OutputSync
+from ..config import default_feedback_options
 from ..protocol import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
 
@@ -93,7 +94,7 @@ class KernelExecutor:
         self.client = client
         self.manager = manager
         self.kernel_id = kernel_id
-        self.feedback = feedback or FeedbackOptions()
+        self.feedback = feedback or default_feedback_options()
         self.max_stream_chars = max_stream_chars
         self._interrupter = interrupter
         self._lock = asyncio.Lock()

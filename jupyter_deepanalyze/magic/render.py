@@ -30,7 +30,7 @@ from ..events import (
     from_json,
 )
 from ..outputs import stream_text
-from ..protocol import FeedbackOptions, cap_output, format_feedback, strip_ansi
+from ..protocol import cap_output, format_feedback, strip_ansi
 from ..recorder import RunOutcome, RunRecorder
 
 BUNDLE_VERSION = 1
@@ -129,7 +129,7 @@ def code_output_text(document: RunDocument, cell: Any) -> str:
     if cell.id in document.feedback:
         text = document.feedback[cell.id]
     else:
-        text = format_feedback(cell.source, cell.outputs, options=FeedbackOptions(limit=None))
+        text = format_feedback(cell.source, cell.outputs)  # the text, uncapped: capped below
     return cap_output(strip_ansi(text), TEXT_OUTPUT_LIMIT)
 
 

@@ -1,7 +1,7 @@
 """What ``%analyze`` returns: ``AnalysisResult``.
 
-Owns the result object — the run's events, its status, error and report (read by the
-core's ``RunRecorder``), ``to_notebook()``, and its display: the run's MIME bundle, shown
+Owns the result object — the run's events, its status, error and report (as the
+core's ``RunRecorder`` read them), ``to_notebook()``, and its display: the run's MIME bundle, shown
 again when the result is displayed after the magic's own cell has finished.
 
 Must not run anything.
@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..notebook import events_to_notebook
-from ..recorder import RunRecorder
 from .render import RunDocument, run_bundle
 
 
@@ -32,22 +31,6 @@ class AnalysisResult:
     # True while the magic's own cell, which already shows the run live, is running:
     # displaying the result there again (as the cell's value) would show it twice.
     _shown_in_cell: bool = field(default=False, repr=False, compare=False)
-
-    @classmethod
-    def from_events(cls, events: list[dict[str, Any]], *, question: str = "") -> AnalysisResult:
-        """The result of a run from its events (status, error and report as ``RunRecorder`` reads them)."""
-        recorder = RunRecorder(notebook=False)
-        for event in events:
-            recorder.apply(event)
-        outcome = recorder.outcome
-        return cls(
-            run_id=outcome.run_id or "",
-            question=outcome.question or question,
-            status=outcome.status or "running",
-            events=events,
-            error=outcome.error,
-            report=outcome.report,
-        )
 
     def to_notebook(self) -> Any:
         """The run as an nbformat notebook (the core's ``NotebookBuilder``)."""
