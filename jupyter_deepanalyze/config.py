@@ -12,10 +12,20 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Float, HasTraits, Int, List, TraitType, Unicode, default
+from traitlets import (
+    Bool,
+    CaselessStrEnum,
+    Float,
+    HasTraits,
+    Int,
+    List,
+    TraitType,
+    Unicode,
+    default,
+)
 from traitlets.config import Configurable
 
-from .protocol import FeedbackOptions
+from .feedback import FeedbackOptions
 
 MODEL_ENV = "DEEPANALYZE_MODEL"
 API_KEY_ENV = "DEEPANALYZE_API_KEY"

@@ -16,8 +16,13 @@ from jupyter_client import AsyncKernelManager
 from jupyter_deepanalyze.execution import DeadKernelError
 from jupyter_deepanalyze.execution.kernel import KernelExecutor
 from jupyter_deepanalyze.execution.pool import KernelPool
-from jupyter_deepanalyze.outputs import ClearOutputs, NewOutput, OutputAccumulator, OutputChange
-from jupyter_deepanalyze.protocol import FeedbackOptions
+from jupyter_deepanalyze.feedback import FeedbackOptions
+from jupyter_deepanalyze.outputs import (
+    ClearOutputs,
+    NewOutput,
+    OutputAccumulator,
+    OutputChange,
+)
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -24,8 +24,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from jupyter_deepanalyze.agent import SKIPPED_FEEDBACK
 from jupyter_deepanalyze.config import DeepAnalyze
 from jupyter_deepanalyze.events import MIME_TYPE
+from jupyter_deepanalyze.feedback import strip_ansi
 from jupyter_deepanalyze.notebook import events_to_notebook
-from jupyter_deepanalyze.protocol import strip_ansi
 
 from .scripted_llm import ScriptedLLM
 

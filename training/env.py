@@ -7,7 +7,7 @@ block of a model turn, return the feedback the model sees), the ``stateless`` op
 each block with fresh globals), per-block timeouts, and ``EnvironmentThread``, which
 keeps an environment on its own event loop so synchronous trainers can drive it.
 
-Must not format feedback itself (``protocol.format_feedback`` does, inside the
+Must not format feedback itself (``feedback.format_feedback`` does, inside the
 executor) nor know about tokens or models.
 """
 

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..feedback import ExecutionError
 from ..outputs import OutputChange
-from ..protocol import ExecutionError
 
 OutputCallback = Callable[[OutputChange], Awaitable[None] | None]
 """Told what changed in the running block's outputs: a new output, a display update, a clear."""

@@ -23,8 +23,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..feedback import ExecutionError
 from ..outputs import Output, OutputAccumulator
-from ..protocol import ExecutionError
 
 _MISSING = object()
 

@@ -2,7 +2,7 @@
 
 Owns executing a code block with ``shell.run_cell`` in the user's own namespace, on the
 thread that owns the shell (``capture.BlockCapture`` collects what it shows), its status,
-and the model's feedback from ``protocol.format_feedback`` on the outputs the block ends
+and the model's feedback from ``feedback.format_feedback`` on the outputs the block ends
 with, as for ``KernelExecutor``.
 
 Threads: the agent's asyncio loop runs on another thread (the shell's own loop, if any,
@@ -32,9 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..outputs import OutputChange, OutputSync
 from ..config import default_feedback_options
-from ..protocol import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
+from ..feedback import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
+from ..outputs import OutputChange, OutputSync
 from . import ExecutionFailure, ExecutionResult, OutputCallback
 from .capture import BlockCapture, capture_new_figures, open_figures, to_completion
 from .kernel import MAX_STREAM_CHARS

@@ -25,9 +25,9 @@ from typing import Any
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 
-from ..outputs import OutputAccumulator, OutputSync
 from ..config import default_feedback_options
-from ..protocol import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
+from ..feedback import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
+from ..outputs import OutputAccumulator, OutputSync
 from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from ..events import (
     SegmentFinished,
     from_json,
 )
+from ..feedback import cap_output, format_feedback, strip_ansi
 from ..outputs import stream_text
-from ..protocol import cap_output, format_feedback, strip_ansi
 from ..recorder import RunOutcome, RunRecorder
 
 BUNDLE_VERSION = 1

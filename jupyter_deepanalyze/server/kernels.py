@@ -27,7 +27,7 @@ from jupyter_core.utils import ensure_async
 from ..config import default_feedback_options
 from ..execution import DeadKernelError, ExecutionResult, OutputCallback
 from ..execution.kernel import KernelExecutor
-from ..protocol import FeedbackOptions
+from ..feedback import FeedbackOptions
 
 log = logging.getLogger(__name__)
 
