@@ -257,8 +257,8 @@ async def test_cleared_and_updated_outputs_reach_the_notebook_and_the_model_as_l
     scripted_llm, executor: KernelExecutor
 ) -> None:
     progress = (
-        "<Code>\n```python\nimport time\nfrom IPython.display import clear_output, display\n"
-        "for i in range(3):\n    clear_output(wait=True)\n    print(f'step {i}')\n    time.sleep(0.3)\n"
+        "<Code>\n```python\nfrom IPython.display import clear_output, display\n"
+        "for i in range(3):\n    clear_output(wait=True)\n    print(f'step {i}')\n"
         "h = display('v1', display_id=True)\n```\n</Code>"
     )
     update = "<Code>\n```python\nh.update('v2')\nprint('updated')\n```\n</Code>"

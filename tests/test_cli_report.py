@@ -200,3 +200,46 @@ def test_replaying_events_gives_the_same_notebook(tmp_path: Path) -> None:
     assert attach_images(once, tmp_path) == 1
     assert markdown.source == "![plot](attachment:p.png) ![away](../x.png)"  # nothing outside the folder
     nbformat.validate(once)
+
+
+def test_a_notebook_honours_clear_output_and_display_updates_across_cells() -> None:
+    def cell(step: int) -> dict:
+        return {"seq": step, "type": "cell", "run_id": "r1", "cell_id": f"c{step}", "cell_type": "code",
+                "source": "", "metadata": {"deepanalyze": {"run_id": "r1", "step": step, "role": "code"}}}
+
+    def out(seq: int, cell_id: str, text: str, **extra: object) -> dict:
+        output = {"output_type": "display_data", "data": {"text/plain": text}, "metadata": {}}
+        return {"seq": seq, "type": "output", "run_id": "r1", "cell_id": cell_id, "output": output, **extra}
+
+    def stream(seq: int, cell_id: str, text: str) -> dict:
+        output = {"output_type": "stream", "name": "stdout", "text": text}
+        return {"seq": seq, "type": "output", "run_id": "r1", "cell_id": cell_id, "output": output}
+
+    def clear(seq: int, cell_id: str, wait: bool) -> dict:
+        return {"seq": seq, "type": "clear_output", "run_id": "r1", "cell_id": cell_id, "wait": wait}
+
+    events = [
+        cell(1),
+        out(2, "c1", "v1", display_id="d"),
+        stream(3, "c1", "step 0\n"),
+        clear(4, "c1", True),  # waits: the outputs stay until the next one
+        out(5, "c1", "v1", display_id="d"),
+        stream(6, "c1", "step 1\n"),
+        cell(7),
+        stream(8, "c7", "gone\n"),
+        clear(9, "c7", False),
+        out(10, "c7", "v2", display_id="d", update=True),  # every output of the run with "d"
+        stream(11, "c7", "left\n"),
+    ]
+    builder = NotebookBuilder()
+    builder.apply_all(events[:4])
+    first = builder.notebook.cells[0]
+    assert [o.get("text", o.get("data", {}).get("text/plain")) for o in first.outputs] == ["v1", "step 0\n"]
+    notebook = builder.apply_all(events)
+    first, second = notebook.cells
+    assert first.outputs == [
+        {"output_type": "display_data", "data": {"text/plain": "v2"}, "metadata": {}},
+        {"output_type": "stream", "name": "stdout", "text": "step 1\n"},
+    ]
+    assert second.outputs == [{"output_type": "stream", "name": "stdout", "text": "left\n"}]
+    assert events_to_notebook(events) == notebook  # the same events, the same notebook

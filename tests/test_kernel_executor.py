@@ -174,14 +174,21 @@ async def test_huge_output_keeps_its_head_and_tail_for_the_model_and_in_memory(t
 
 
 async def test_a_progress_loop_that_clears_its_output_leaves_only_its_last_step(
-    executor: KernelExecutor,
+    executor: KernelExecutor, tmp_path: Path
 ) -> None:
     changes: list[OutputChange] = []
+
+    def seen(change: OutputChange) -> None:  # each step waits until a sink got the one before
+        changes.append(change)
+        (tmp_path / f"seen-{len(changes)}").touch()
+
     result = await executor.execute(
-        "import time\nfrom IPython.display import clear_output, display\n"
-        "for i in range(4):\n    clear_output(wait=True)\n    print(f'step {i}')\n"
-        "    display({'text/plain': f'bar {i}'}, raw=True)\n    time.sleep(0.3)\n",
-        on_output=changes.append,
+        "import os, time\nfrom IPython.display import clear_output, display\n"
+        "def seen():\n    return len([f for f in os.listdir() if f.startswith('seen-')])\n"
+        "for i in range(4):\n    before = seen()\n    clear_output(wait=True)\n    print(f'step {i}')\n"
+        "    display({'text/plain': f'bar {i}'}, raw=True)\n"
+        "    while seen() == before:\n        time.sleep(0.01)\n",
+        on_output=seen,
     )
     assert result.outputs == [
         {"output_type": "stream", "name": "stdout", "text": "step 3\n"},
