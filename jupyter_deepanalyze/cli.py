@@ -384,6 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = DeepAnalyzeApp()
     try:
         app.initialize(list(argv) if argv is not None else None)
+        command = app.subapp or app
+        if command.show_config or command.show_config_json:  # --show-config: the settings, not a run
+            command.start_show_config()
+            return EXIT_OK
         return app.run()
     except (UsageError, WorkspaceError) as exc:
         print(f"jupyter deepanalyze: {exc}", file=sys.stderr)
