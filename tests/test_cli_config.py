@@ -101,3 +101,10 @@ def test_no_command_or_an_unknown_one_is_a_usage_error(tmp_path: Path) -> None:
     assert unknown.stderr == (
         "jupyter deepanalyze: unknown command 'frobnicate': use one of report, eval, models, bench (--help)\n"
     )
+
+
+def test_show_config_shows_the_settings_a_command_would_run_with(tmp_path: Path) -> None:
+    (tmp_path / "jupyter_deepanalyze_config.py").write_text("c.DeepAnalyze.temperature = 0.2\n")
+    done = deepanalyze("report", "--max-rounds", "3", "--show-config", config_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ".max_rounds = 3" in done.stdout and ".temperature = 0.2" in done.stdout
