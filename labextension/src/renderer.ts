@@ -13,7 +13,6 @@
  * as data URLs, so the renderer is safe on untrusted notebooks.
  */
 
-import { YNotebook } from '@jupyter/ydoc';
 import type { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import type * as nbformat from '@jupyterlab/nbformat';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
@@ -32,6 +31,7 @@ import {
   cellProvenance,
   type ITargetCell,
   type ITargetCodeCell,
+  previewCells,
   RunMaterializer
 } from './materializer';
 import {
@@ -42,22 +42,6 @@ import {
 } from './markdown';
 import { runStatusText } from './panel';
 import { RunTranscript } from './transcript';
-
-/** The cells `bundle` materializes into, computed on an empty in-memory notebook. */
-export function previewCells(bundle: IRunBundle): ITargetCell[] {
-  const notebook = new YNotebook();
-  notebook.fromJSON({
-    nbformat: 4,
-    nbformat_minor: 5,
-    metadata: {},
-    cells: []
-  });
-  new RunMaterializer(notebook, {
-    runId: bundle.run_id,
-    anchorCellId: null
-  }).applyAll(bundle.events);
-  return [...notebook.cells];
-}
 
 function element<K extends keyof HTMLElementTagNameMap>(
   tag: K,
