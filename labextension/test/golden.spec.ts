@@ -25,11 +25,8 @@ import {
   parseRunBundle,
   type RunEvent
 } from '../src/events';
-import {
-  type INotebookTarget,
-  previewCells,
-  RunMaterializer
-} from '../src/materializer';
+import { previewCells, RunMaterializer } from '../src/materializer';
+import type { INotebookTarget } from '../src/runCells';
 import { RunTranscript } from '../src/transcript';
 
 const lines: unknown[] = goldenEvents
