@@ -62,12 +62,14 @@ def _turn(code: str, text: str = "", tag: str | None = "Analyze") -> str:
 
 LOAD = """import pandas as pd
 from IPython.display import display
+
 df = pd.read_csv('Simpson.csv')
 print(df.shape)
 display(df.head(3))
 df['success'].mean()"""
 
 PROGRESS = """from IPython.display import Markdown, clear_output, display
+
 rates = {}
 for number, dept in enumerate(sorted(df['dept'].unique()), start=1):
     clear_output(wait=True)
@@ -82,6 +84,7 @@ print(df.groupby('treatment')['success'].mean().round(3))
 df['succes'].mean()"""
 
 PLOT = """import matplotlib.pyplot as plt
+
 fig, ax = plt.subplots(figsize=(4, 3))
 df.groupby('dept')['success'].mean().plot.bar(ax=ax)
 ax.set_axis_off()
@@ -119,7 +122,9 @@ APPROVALS = [
 """The user's answer to each code cell of the first run, in order."""
 
 
-async def _run(llm: ScriptedLLM, executor: KernelExecutor, agent_options: dict[str, Any], task: Task) -> list[dict[str, Any]]:
+async def _run(
+    llm: ScriptedLLM, executor: KernelExecutor, agent_options: dict[str, Any], task: Task
+) -> list[dict[str, Any]]:
     model = OpenAICompatModel(llm.url)
     try:
         agent = Agent(model, executor, **agent_options)
