@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 AUTH_RESOURCE = "deepanalyze"
 CANCEL_WAIT_SECONDS = 5.0
 """POST …/cancel answers once the run has ended (normally well under 2 s), or after this."""
-RUN_VARIABLE_COLUMNS = 1000
-"""Columns probed per variable named in a run request (the model sees the first 40)."""
 
 _RUN = rf"(?P<run_id>{RUN_ID_PATTERN})"
 _KERNEL = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
@@ -161,7 +159,6 @@ class RunsHandler(DeepAnalyzeAPIHandler):
                     target.kernel_id,
                     variables,
                     timeout=ext.variables_timeout,
-                    max_columns=RUN_VARIABLE_COLUMNS,
                 )
                 if report.missing:
                     raise ApiError(400, f"No variable named {report.missing[0]!r} in the kernel.")
