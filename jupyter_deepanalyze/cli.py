@@ -326,7 +326,7 @@ class BenchApp(DeepAnalyzeCommand):
         "fresh Python process per code block (and the raw jupyter_client floor), agent-loop "
         "overhead per round, eval throughput at concurrency 1 and 2, and memory per pooled "
         "kernel. The model is a scripted policy with zero latency that is part of the "
-        "benchmark (jupyter_deepanalyze.eval.scripted_policy), never a model default."
+        "benchmark (jupyter_deepanalyze.eval.scripted_server), never a model default."
     )
     examples = "jupyter deepanalyze bench --repeat 20 --json bench.json"
 

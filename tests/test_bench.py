@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jupyter_deepanalyze.eval.bench import bench_policy
+from jupyter_deepanalyze.eval.scripted_server import bench_policy
 
 JUPYTER = str(Path(sys.executable).parent / "jupyter")
 
@@ -20,7 +20,7 @@ def test_bench_prints_overhead_ratios_throughput_and_memory(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "scripted policy: jupyter_deepanalyze.eval.scripted_policy" in out and "not a model" in out
+    assert "scripted policy: jupyter_deepanalyze.eval.scripted_server" in out and "not a model" in out
     section = out[out.index("(1) per-execution overhead") : out.index("(2)")]
     assert "    pass\n" in section and "    pandas groupby 10k\n" in section
     for method in ("fresh Python process per block", "KernelExecutor, warm kernel", "raw jupyter_client round trip"):
