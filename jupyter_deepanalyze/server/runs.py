@@ -197,9 +197,6 @@ class RunManager:
 
     # ----------------------------------------------------------------- queries
 
-    def active_run(self, kernel_id: str) -> Run | None:
-        return self._active.get(kernel_id)
-
     def check_idle(self, kernel_id: str) -> None:
         run = self._active.get(kernel_id)
         if run is not None:
