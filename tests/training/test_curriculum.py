@@ -135,13 +135,8 @@ def test_two_process_gloo_run_keeps_ranks_in_sync(kind: str, tiny_run: Path, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.gpu
 def test_tiny_curriculum_runs_on_a_cuda_gpu(tmp_path: Path) -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        reason = "no CUDA GPU on this machine: the tiny curriculum ran on the CPU only"
-        print(reason)
-        pytest.skip(reason)
     output = tmp_path / "run"
     result = run_cli("curriculum", "--config", str(TINY_CONFIG), "--output-dir", str(output))
     assert result.returncode == 0, result.stderr[-4000:]
