@@ -301,7 +301,8 @@ class EvalApp(DeepAnalyzeCommand):
         )
         print(f"wrote {out / 'summary.json'}, {out / 'accuracy.png'}, trajectories/ and notebooks/", file=stdout)
         if interrupts.count:
-            print(f"jupyter deepanalyze: stopped with {len(summary['pending'])} tasks to go; rerun to resume", file=stderr)
+            to_go = len(summary["pending"])
+            print(f"jupyter deepanalyze: stopped with {to_go} tasks to go; rerun to resume", file=stderr)
             return EXIT_INTERRUPTED
         return EXIT_OK
 

@@ -152,7 +152,9 @@ async def test_transformers_streams_and_stops_on_the_stop_string(tiny_qwen: Path
     model = TransformersModel(str(tiny_qwen), device=device)
     messages = [{"role": "user", "content": "# Instruction\nCount the rows."}]
     free = "".join(await _generate(model, messages, 1.0, max_tokens=32, stop=()))
-    start = next(i for i in range(len(free) // 3, len(free) - 3) if free[i : i + 3].isascii() and free[i : i + 3].strip())
+    start = next(
+        i for i in range(len(free) // 3, len(free) - 3) if free[i : i + 3].isascii() and free[i : i + 3].strip()
+    )
     stop = free[start : start + 3]
     chunks = await _generate(model, messages, 1.0, max_tokens=32, stop=(stop,))
     stopped = "".join(chunks)

@@ -39,12 +39,16 @@ def test_bench_prints_overhead_ratios_throughput_and_memory(tmp_path: Path) -> N
     assert abs(loop["model_ms"] + loop["code_ms"] + loop["overhead_ms"] - loop["round_ms"]) < 0.01
     # The eval runs went through the real harness: the scripted answers, computed in the
     # kernels, were scored right.
-    assert [(t["concurrency"], t["tasks"], t["accuracy"]) for t in data["eval_throughput"]] == [(1, 2, 1.0), (2, 2, 1.0)]
+    throughput = [(t["concurrency"], t["tasks"], t["accuracy"]) for t in data["eval_throughput"]]
+    assert throughput == [(1, 2, 1.0), (2, 2, 1.0)]
     assert data["kernel_memory"]["used_rss_mib"] > data["kernel_memory"]["fresh_rss_mib"] > 0
 
 
 def test_the_bench_policy_answers_with_what_the_kernel_printed() -> None:
-    first = '# Instruction\nWhat is the mean value for key k07?\n\n# Data\nFile 1:\n{\n    "name": "t.csv",\n    "size": "1.0KB"\n}\n\n'
+    first = (
+        "# Instruction\nWhat is the mean value for key k07?\n\n"
+        '# Data\nFile 1:\n{\n    "name": "t.csv",\n    "size": "1.0KB"\n}\n\n'
+    )
     messages = [{"role": "user", "content": first}]
     assert "pd.read_csv('t.csv')" in bench_policy({"messages": messages})
     messages += [{"role": "assistant", "content": "a"}, {"role": "execute", "content": "x"}] * 2

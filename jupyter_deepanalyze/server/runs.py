@@ -24,11 +24,11 @@ from typing import Any
 from ..agent import Agent, Approval, Task
 from ..config import DeepAnalyze
 from ..events import RUN_STATUSES, Event, RunFinished, new_run_id
+from ..llm.registry import ModelRegistry
 from ..protocol import DataFile, VariableInfo
 from ..recorder import RunRecorder
 from .eventlog import EventLog, log_path, read_events
 from .kernels import KernelExecutors, KernelLease
-from ..llm.registry import ModelRegistry
 from .models import OnDemandModel
 
 log = logging.getLogger(__name__)

@@ -16,13 +16,13 @@ import ast
 import asyncio
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .. import variables as core_variables
 from ..execution import DeadKernelError, ExecutionFailure
 from ..execution.kernel import KernelExecutor
-from .. import variables as core_variables
 from ..protocol import VariableInfo
 from ..variables import variable_info
 from .kernels import KernelExecutors

@@ -57,7 +57,9 @@ async def test_a_busy_kernel_answers_409_quickly_and_an_unknown_kernel_404(
     api: DeepAnalyzeAPI, notebook: NotebookKernel
 ) -> None:
     running = asyncio.Event()
-    busy = asyncio.ensure_future(notebook.run("print('busy', flush=True)\nimport time\ntime.sleep(30)", printing=running))
+    busy = asyncio.ensure_future(
+        notebook.run("print('busy', flush=True)\nimport time\ntime.sleep(30)", printing=running)
+    )
     await asyncio.wait_for(running.wait(), 30)  # the cell runs: the kernel is busy
     started = time.monotonic()
     reply = await api.call("GET", "kernels", notebook.kernel_id, "variables")
@@ -103,7 +105,8 @@ async def test_the_model_reads_the_same_data_section_through_the_server_and_the_
             new_code_cell(f'%analyze {" ".join(NAMES)} "{QUESTION}" --model {llm.url}'),
         ]
     )
-    await NotebookClient(magic, kernel_name="python3", timeout=90, resources={"metadata": {"path": str(tmp_path)}}).async_execute()
+    client = NotebookClient(magic, kernel_name="python3", timeout=90, resources={"metadata": {"path": str(tmp_path)}})
+    await client.async_execute()
 
     through_server, through_magic = (request["messages"][0]["content"] for request in llm.requests)
     assert through_magic == through_server
