@@ -161,7 +161,10 @@ ReportApp.flags = {**base_flags, **flags_of(ReportApp, "html", "force", "demo")}
 
 class ModelsApp(DeepAnalyzeCommand):
     name = "jupyter-deepanalyze-models"
-    description = "Show what a model spec resolves to (served name, dialect, context window) and whether it answers."
+    description = (
+        "Show what a model spec resolves to (name, dialect, context window when cheaply known) and "
+        "whether it can run, without loading weights or starting vLLM."
+    )
     examples = "jupyter deepanalyze models --model http://localhost:8000/v1"
     aliases = {**base_aliases, **MODEL_ALIASES}
 
@@ -171,17 +174,24 @@ class ModelsApp(DeepAnalyzeCommand):
 
 
 async def _models(config: DeepAnalyze, stdout: TextIO) -> int:
-    model = await open_model(config)
-    try:
-        limit = getattr(model, "max_model_len", None)
-        print(f"spec:    {model.spec}", file=stdout)
-        print(f"name:    {model.name}", file=stdout)
-        print(f"dialect: {model.dialect.name}", file=stdout)
-        if limit:
-            print(f"context: {limit} tokens", file=stdout)
-        print("status:  answering", file=stdout)
-    finally:
-        await model.aclose()
+    """What the spec stands for and whether it can run, without loading or starting it."""
+    from .llm.description import describe
+
+    described = await describe(config.model, config)
+    if not described.resolved:  # a bad spec, or nothing for 'auto' to find
+        raise ModelError(described.error or f"cannot resolve {described.spec!r}")
+    spec = described.spec
+    if described.resolved != spec:
+        spec = f"{spec} ({described.resolved})"
+    print(f"spec:    {spec}", file=stdout)
+    print(f"name:    {described.name or '?'}", file=stdout)
+    print(f"dialect: {described.dialect}", file=stdout)
+    if described.context_window:
+        print(f"context: {described.context_window} tokens", file=stdout)
+    if not described.available:
+        print("status:  unavailable", file=stdout)
+        raise ModelError(described.error or "the model is unavailable")
+    print("status:  available", file=stdout)
     return EXIT_OK
 
 
@@ -291,7 +301,8 @@ class EvalApp(DeepAnalyzeCommand):
         )
         print(f"wrote {out / 'summary.json'}, {out / 'accuracy.png'}, trajectories/ and notebooks/", file=stdout)
         if interrupts.count:
-            print(f"jupyter deepanalyze: stopped with {len(summary['pending'])} tasks to go; rerun to resume", file=stderr)
+            to_go = len(summary["pending"])
+            print(f"jupyter deepanalyze: stopped with {to_go} tasks to go; rerun to resume", file=stderr)
             return EXIT_INTERRUPTED
         return EXIT_OK
 
@@ -316,7 +327,7 @@ class BenchApp(DeepAnalyzeCommand):
         "fresh Python process per code block (and the raw jupyter_client floor), agent-loop "
         "overhead per round, eval throughput at concurrency 1 and 2, and memory per pooled "
         "kernel. The model is a scripted policy with zero latency that is part of the "
-        "benchmark (jupyter_deepanalyze.eval.scripted_policy), never a model default."
+        "benchmark (jupyter_deepanalyze.eval.scripted_server), never a model default."
     )
     examples = "jupyter deepanalyze bench --repeat 20 --json bench.json"
 

@@ -154,7 +154,7 @@ def attach_images(notebook: NotebookNode, folder: Path) -> int:
             continue
         attachments: dict[str, Any] = dict(cell.get("attachments", {}))
 
-        def embed(match: re.Match[str]) -> str:
+        def embed(match: re.Match[str], attachments: dict[str, Any] = attachments) -> str:
             nonlocal attached
             path = _embeddable(folder, match.group(2))
             if path is None:

@@ -23,7 +23,7 @@ import copy
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 Output = dict[str, Any]
 
@@ -45,7 +45,7 @@ class ClearOutputs:
     wait: bool = False
 
 
-OutputChange = Union[NewOutput, ClearOutputs]
+OutputChange = NewOutput | ClearOutputs
 
 _RICH = ("display_data", "execute_result")
 
@@ -263,7 +263,7 @@ class OutputSync:
             changes.append(NewOutput(output, display_id=display_id, update=True))
             sent = [(output if shown == display_id else old, shown) for old, shown in sent]
         accumulator.updates.clear()
-        current = list(zip(accumulator.outputs, accumulator.display_ids))
+        current = list(zip(accumulator.outputs, accumulator.display_ids, strict=True))
         same = 0
         while same < min(len(sent), len(current)) and _same(sent[same], current[same]):
             same += 1

@@ -230,6 +230,8 @@ class VariableInfo:
     shape: Sequence[int] | None = None
     columns: Sequence[tuple[str, str]] = ()
     memory_bytes: int | None = None
+    more_columns: int = 0
+    """Columns beyond those listed in ``columns`` (a very wide frame described in part)."""
 
 
 def format_size(size_bytes: int) -> str:
@@ -247,7 +249,7 @@ def describe_variable(variable: VariableInfo) -> dict[str, Any]:
         described["shape"] = list(variable.shape)
     if variable.columns:
         shown = [f"{name} ({dtype})" for name, dtype in variable.columns[:_MAX_COLUMNS_DESCRIBED]]
-        hidden = len(variable.columns) - len(shown)
+        hidden = len(variable.columns) - len(shown) + variable.more_columns
         if hidden > 0:
             shown.append(f"... {hidden} more")
         described["columns"] = ", ".join(shown)

@@ -1,11 +1,14 @@
 """Describing live data variables (DataFrames, Series, arrays) of a Python namespace.
 
-Owns the one description of a value the model and the UI see: ``describe_value`` (the
-first message's ``VariableInfo``) and ``summarize_namespace`` (the JSON rows of the
-server's ``/deepanalyze/kernels/{id}/variables``: ``{name, type, shape, columns,
-column_count, memory_bytes}``, plus ``dtype`` for arrays). pandas, numpy and polars
-values are recognized through ``sys.modules`` only, so describing never imports a
-library the kernel has not loaded itself.
+Owns the one description of a value the model and the UI see: a JSON row ``{name, type,
+shape, columns, column_count, memory_bytes}`` (plus ``dtype`` for arrays), listed by
+``summarize_namespace`` for the server's ``/deepanalyze/kernels/{id}/variables``, and
+``variable_info``, the one builder of the first message's ``VariableInfo`` from such a
+row, used by every front door (the magic through ``describe_value``, the server on the
+rows its kernel probe returns), so the model reads the same ``# Data`` section whichever
+door the run came through. pandas, numpy and polars values are recognized through
+``sys.modules`` only, so describing never imports a library the kernel has not loaded
+itself.
 
 Must stay pure Python and cheap: it runs inside the user's kernel (the magic, or code
 the server sends there), imports nothing from the server, never copies or scans data
@@ -104,22 +107,36 @@ def _describe(name: str, value: Any) -> _Description | None:
     return None
 
 
-def describe_value(name: str, value: Any) -> VariableInfo | None:
+def variable_info(row: Mapping[str, Any]) -> VariableInfo:
+    """What the model's first message says about a described variable (one JSON row).
+
+    A plain array carries its dtype in the type the model reads
+    (``numpy.ndarray[float64]``); columns beyond those the row lists are counted in
+    ``more_columns``.
+    """
+    from .protocol import VariableInfo  # here, so the module also runs as plain source (see below)
+
+    dtype = row.get("dtype")
+    kind = f"{row['type']}[{dtype}]" if dtype else str(row["type"])
+    shape = row.get("shape")
+    columns = tuple((str(c["name"]), str(c["dtype"])) for c in row.get("columns") or ())
+    more = max(0, int(row.get("column_count") or 0) - len(columns))
+    return VariableInfo(
+        str(row["name"]), kind, None if shape is None else tuple(shape), columns, row.get("memory_bytes"), more
+    )
+
+
+def describe_value(name: str, value: Any, *, max_columns: int = MAX_COLUMNS) -> VariableInfo | None:
     """Type, shape, columns with dtypes and memory of a data value; None for anything else.
 
     Recognizes pandas DataFrame and Series, numpy ndarray and polars DataFrame and
     Series, subclasses included. A Series is one column (its name and dtype); a
-    structured array's fields are its columns; a plain array carries its dtype in the
-    type the model reads (``numpy.ndarray[float64]``). A value whose attributes fail is
-    described by its type alone rather than raising.
+    structured array's fields are its columns. A value whose attributes fail is
+    described by its type alone rather than raising. Built by ``variable_info`` from the
+    same row the server's kernel probe returns.
     """
-    from .protocol import VariableInfo  # here, so the module also runs as plain source (see below)
-
     described = _describe(name, value)
-    if described is None:
-        return None
-    kind = f"{described.type}[{described.dtype}]" if described.dtype else described.type
-    return VariableInfo(name, kind, described.shape, described.columns, described.memory_bytes)
+    return None if described is None else variable_info(_row(described, max_columns))
 
 
 def _row(described: _Description, max_columns: int) -> dict[str, Any]:
@@ -193,4 +210,4 @@ def inspect_namespace(
     )
 
 
-__all__ = ["describe_value", "inspect_namespace", "summarize_namespace", "type_name"]
+__all__ = ["describe_value", "inspect_namespace", "summarize_namespace", "type_name", "variable_info"]

@@ -1,7 +1,9 @@
-"""Fixtures shared by the test suite: the shared data folder and the scripted model server."""
+"""Fixtures shared by the test suite: the shared data folder and the scripted model server;
+the ``gpu`` marker's skip where there is no CUDA GPU."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -44,3 +46,22 @@ def scripted_llm() -> Iterator[type[ScriptedLLM]]:
     yield make  # type: ignore[misc]
     for server in servers:
         server.stop()
+
+
+@functools.cache
+def _no_cuda_reason() -> str | None:
+    """Why CUDA tests cannot run here (asked once, and only when one is about to run)."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed: the CUDA tests need it"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU on this machine"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is not None:
+        reason = _no_cuda_reason()
+        if reason is not None:
+            pytest.skip(f"gpu: {reason}")

@@ -1,7 +1,7 @@
 """The test suite's stand-in for the LLM: scripted turns over an OpenAI-compatible server.
 
 ``ScriptedLLM(turns)`` is the package's vLLM-like scripted server
-(``jupyter_deepanalyze.eval.scripted_policy``) replaying ``turns`` in order: each a string
+(``jupyter_deepanalyze.eval.scripted_server``) replaying ``turns`` in order: each a string
 or a callable ``turn(request_body) -> str`` (to answer from what the client sent). When
 the turns run out, requests get a 400 "the script has no more turns".
 
@@ -17,12 +17,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jupyter_deepanalyze.eval.scripted_policy import ScriptedPolicyServer
+from jupyter_deepanalyze.eval.scripted_server import ScriptedServer
 
 Turn = str | Callable[[dict[str, Any]], str]
 
 
-class ScriptedLLM(ScriptedPolicyServer):
+class ScriptedLLM(ScriptedServer):
     """``with ScriptedLLM([...]) as llm:`` serves at ``llm.url`` (``…/v1``)."""
 
     def __init__(

@@ -24,7 +24,10 @@ LOAD = (
     "<Code>\n```python\nimport pandas as pd\ndf = pd.read_csv('Simpson.csv')\n"
     "print(df.shape)\nprint(df.groupby('treatment')['success'].mean())\n```\n</Code>"
 )
-FAIL = "<Understand>\nTreatment 0 looks better overall.\n</Understand>\n<Code>\n```python\nprint('checking')\nprint(df['missing'])\n```\n</Code>"
+FAIL = (
+    "<Understand>\nTreatment 0 looks better overall.\n</Understand>\n"
+    "<Code>\n```python\nprint('checking')\nprint(df['missing'])\n```\n</Code>"
+)
 ANSWER = "<Answer>\n# Report\n\nTreatment 1 wins within every department.\n</Answer>"
 
 
@@ -93,7 +96,10 @@ async def test_a_run_sends_protocol_messages_and_emits_the_event_contract(
     assert roles == ["title", "analyze", "code", "understand", "code", "report"]
     assert all(set(e.metadata["deepanalyze"]) == {"run_id", "step", "role"} for e in cells)
     assert [e.cell_id for e in cells] == [cell_id_for(agent.run_id, step) for step in range(6)]
-    assert cells[2].source == "import pandas as pd\ndf = pd.read_csv('Simpson.csv')\nprint(df.shape)\nprint(df.groupby('treatment')['success'].mean())"
+    assert cells[2].source == (
+        "import pandas as pd\ndf = pd.read_csv('Simpson.csv')\n"
+        "print(df.shape)\nprint(df.groupby('treatment')['success'].mean())"
+    )
     finished = [e for e in events if e.type == "execution_finished"]
     assert [(e.status, e.execution_count, e.feedback) for e in finished] == [
         ("ok", 1, load_output), ("error", 2, error_output)
@@ -102,7 +108,11 @@ async def test_a_run_sends_protocol_messages_and_emits_the_event_contract(
     assert {e.cell_id for e in outputs} == {cells[2].cell_id, cells[4].cell_id}
     run_finished = events[-1]
     assert isinstance(run_finished, RunFinished)
-    assert (run_finished.status, run_finished.report_cell_id, run_finished.error) == ("completed", cells[5].cell_id, None)
+    assert (run_finished.status, run_finished.report_cell_id, run_finished.error) == (
+        "completed",
+        cells[5].cell_id,
+        None,
+    )
     assert cells[5].source == "# Report\n\nTreatment 1 wins within every department."
     # Streamed text reaches chat views as deltas of the step in progress.
     deltas = "".join(e.text for e in events if e.type == "delta" and e.step == 1)
@@ -289,7 +299,7 @@ async def test_the_recorder_says_why_a_run_did_not_complete(scripted_llm, execut
     assert (outcome.status, outcome.report, outcome.question) == ("max_rounds", "", "Q")
     assert outcome.reason(max_rounds=2) == "the run stopped after 2 rounds without a final answer"
     with pytest.raises(ValueError, match="keeps no notebook"):
-        recorder.notebook
+        _ = recorder.notebook
 
 
 @pytest.mark.parametrize("chunk_delay", [0.0, 0.06])

@@ -128,11 +128,7 @@ def test_specs_name_every_backend() -> None:
 # ------------------------------------------------------------------ transformers
 
 
-def _devices() -> list:
-    import torch
-
-    cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
-    return ["cpu", pytest.param("cuda", marks=cuda)]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 @pytest.fixture(scope="module")
@@ -149,14 +145,16 @@ async def _generate(model, messages, temperature: float = 0.0, **params) -> list
     return [c async for c in model.stream(messages, GenerationParams(temperature=temperature, **params))]
 
 
-@pytest.mark.parametrize("device", _devices())
+@pytest.mark.parametrize("device", DEVICES)
 async def test_transformers_streams_and_stops_on_the_stop_string(tiny_qwen: Path, device: str) -> None:
     from jupyter_deepanalyze.llm.transformers_local import TransformersModel
 
     model = TransformersModel(str(tiny_qwen), device=device)
     messages = [{"role": "user", "content": "# Instruction\nCount the rows."}]
     free = "".join(await _generate(model, messages, 1.0, max_tokens=32, stop=()))
-    start = next(i for i in range(len(free) // 3, len(free) - 3) if free[i : i + 3].isascii() and free[i : i + 3].strip())
+    start = next(
+        i for i in range(len(free) // 3, len(free) - 3) if free[i : i + 3].isascii() and free[i : i + 3].strip()
+    )
     stop = free[start : start + 3]
     chunks = await _generate(model, messages, 1.0, max_tokens=32, stop=(stop,))
     stopped = "".join(chunks)

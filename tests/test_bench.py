@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jupyter_deepanalyze.eval.bench import bench_policy
+from jupyter_deepanalyze.eval.scripted_server import bench_policy
 
 JUPYTER = str(Path(sys.executable).parent / "jupyter")
 
@@ -20,7 +20,7 @@ def test_bench_prints_overhead_ratios_throughput_and_memory(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "scripted policy: jupyter_deepanalyze.eval.scripted_policy" in out and "not a model" in out
+    assert "scripted policy: jupyter_deepanalyze.eval.scripted_server" in out and "not a model" in out
     section = out[out.index("(1) per-execution overhead") : out.index("(2)")]
     assert "    pass\n" in section and "    pandas groupby 10k\n" in section
     for method in ("fresh Python process per block", "KernelExecutor, warm kernel", "raw jupyter_client round trip"):
@@ -39,12 +39,16 @@ def test_bench_prints_overhead_ratios_throughput_and_memory(tmp_path: Path) -> N
     assert abs(loop["model_ms"] + loop["code_ms"] + loop["overhead_ms"] - loop["round_ms"]) < 0.01
     # The eval runs went through the real harness: the scripted answers, computed in the
     # kernels, were scored right.
-    assert [(t["concurrency"], t["tasks"], t["accuracy"]) for t in data["eval_throughput"]] == [(1, 2, 1.0), (2, 2, 1.0)]
+    throughput = [(t["concurrency"], t["tasks"], t["accuracy"]) for t in data["eval_throughput"]]
+    assert throughput == [(1, 2, 1.0), (2, 2, 1.0)]
     assert data["kernel_memory"]["used_rss_mib"] > data["kernel_memory"]["fresh_rss_mib"] > 0
 
 
 def test_the_bench_policy_answers_with_what_the_kernel_printed() -> None:
-    first = '# Instruction\nWhat is the mean value for key k07?\n\n# Data\nFile 1:\n{\n    "name": "t.csv",\n    "size": "1.0KB"\n}\n\n'
+    first = (
+        "# Instruction\nWhat is the mean value for key k07?\n\n"
+        '# Data\nFile 1:\n{\n    "name": "t.csv",\n    "size": "1.0KB"\n}\n\n'
+    )
     messages = [{"role": "user", "content": first}]
     assert "pd.read_csv('t.csv')" in bench_policy({"messages": messages})
     messages += [{"role": "assistant", "content": "a"}, {"role": "execute", "content": "x"}] * 2

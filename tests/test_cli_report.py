@@ -36,7 +36,9 @@ def report(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
     return subprocess.run([JUPYTER, "deepanalyze", "report", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_report_writes_a_notebook_from_the_kernels_real_outputs(scripted_llm, simpson_csv: Path, tmp_path: Path) -> None:
+def test_report_writes_a_notebook_from_the_kernels_real_outputs(
+    scripted_llm, simpson_csv: Path, tmp_path: Path
+) -> None:
     llm = scripted_llm(TURNS)
     out = tmp_path / "r.ipynb"
     done = report(str(simpson_csv), "-q", QUESTION, "-o", str(out), "--model", llm.url, "--html")
@@ -180,12 +182,17 @@ def test_replaying_events_gives_the_same_notebook(tmp_path: Path) -> None:
         {"seq": 0, "type": "run_started", "run_id": "r1", "question": "Q", "model": "m", "kernel_id": None},
         {"seq": 1, "type": "cell", "run_id": "r1", "cell_id": "da-r1-1", "cell_type": "code", "source": "print(1)",
          "metadata": {"deepanalyze": {"run_id": "r1", "step": 1, "role": "code"}}},
-        {"seq": 2, "type": "output", "run_id": "r1", "cell_id": "da-r1-1", "output": {"output_type": "stream", "name": "stdout", "text": "1"}},
-        {"seq": 3, "type": "output", "run_id": "r1", "cell_id": "da-r1-1", "output": {"output_type": "stream", "name": "stdout", "text": "\n"}},
-        {"seq": 4, "type": "execution_finished", "run_id": "r1", "cell_id": "da-r1-1", "status": "ok", "execution_count": 7, "feedback": "1\n", "code": "print( 1 )"},
-        {"seq": 5, "type": "cell", "run_id": "r1", "cell_id": "da-r1-2", "cell_type": "markdown", "source": "![plot](p.png) ![away](../x.png)",
+        {"seq": 2, "type": "output", "run_id": "r1", "cell_id": "da-r1-1",
+         "output": {"output_type": "stream", "name": "stdout", "text": "1"}},
+        {"seq": 3, "type": "output", "run_id": "r1", "cell_id": "da-r1-1",
+         "output": {"output_type": "stream", "name": "stdout", "text": "\n"}},
+        {"seq": 4, "type": "execution_finished", "run_id": "r1", "cell_id": "da-r1-1", "status": "ok",
+         "execution_count": 7, "feedback": "1\n", "code": "print( 1 )"},
+        {"seq": 5, "type": "cell", "run_id": "r1", "cell_id": "da-r1-2", "cell_type": "markdown",
+         "source": "![plot](p.png) ![away](../x.png)",
          "metadata": {"deepanalyze": {"run_id": "r1", "step": 2, "role": "report"}}},
-        {"seq": 6, "type": "run_finished", "run_id": "r1", "status": "completed", "report_cell_id": "da-r1-2", "error": None},
+        {"seq": 6, "type": "run_finished", "run_id": "r1", "status": "completed", "report_cell_id": "da-r1-2",
+         "error": None},
     ]
     once = events_to_notebook(events)
     builder = NotebookBuilder()

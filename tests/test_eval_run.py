@@ -36,7 +36,9 @@ CODE = {
     "means = df.groupby('AgeGroup', observed=True)['Fare'].mean()\n"
     "print(json.dumps({k.lower(): round(v, 2) for k, v in means.items()}))",
 }
-RIGHT_FAMILY_SIZE = LOAD + "df['FamilySize'] = df['SibSp'] + df['Parch']\nprint(round(df['FamilySize'].corr(df['Fare']), 2))"
+RIGHT_FAMILY_SIZE = (
+    LOAD + "df['FamilySize'] = df['SibSp'] + df['Parch']\nprint(round(df['FamilySize'].corr(df['Fare']), 2))"
+)
 CRASH = "import os\nos._exit(1)"
 
 
@@ -83,7 +85,9 @@ def asked(llm: Any) -> list[str]:
     return [r["messages"][0]["content"].splitlines()[1] for r in llm.requests if len(r["messages"]) == 1]
 
 
-def test_eval_writes_trajectories_notebooks_a_chart_and_the_official_metrics(scripted_llm, shared, tmp_path: Path) -> None:
+def test_eval_writes_trajectories_notebooks_a_chart_and_the_official_metrics(
+    scripted_llm, shared, tmp_path: Path
+) -> None:
     llm = scripted_llm([dabench_policy(CODE)] * 6)
     out = tmp_path / "run"
     done = evaluate("dabench", "--ids", "0,5,6", "--model", llm.url, "--out", str(out), "--concurrency", "2")
@@ -128,7 +132,9 @@ def test_eval_writes_trajectories_notebooks_a_chart_and_the_official_metrics(scr
     assert "dabench 3/3" in done.stderr and "ETA" in done.stderr
 
 
-def test_resume_skips_finished_tasks_and_a_crashing_task_is_recorded_not_fatal(scripted_llm, shared, tmp_path: Path) -> None:
+def test_resume_skips_finished_tasks_and_a_crashing_task_is_recorded_not_fatal(
+    scripted_llm, shared, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     command = ("dabench", "--ids", "0,5", "--out", str(out))
     crashing = {"mean fare paid": CRASH, '"FamilySize" by summing': RIGHT_FAMILY_SIZE}

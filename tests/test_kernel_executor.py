@@ -269,7 +269,8 @@ async def test_pool_gives_each_task_its_own_folder_and_a_clean_namespace(simpson
         async with pool.session([simpson_csv], name="first") as kernel:
             assert [f.name for f in kernel.files] == ["Simpson.csv"]
             result = await kernel.executor.execute(
-                "import os, pandas as pd\nleft = 'behind'\nprint(os.path.basename(os.getcwd()), pd.read_csv('Simpson.csv').shape)"
+                "import os, pandas as pd\nleft = 'behind'\n"
+                "print(os.path.basename(os.getcwd()), pd.read_csv('Simpson.csv').shape)"
             )
             assert result.feedback == "first (2000, 5)\n"
             await kernel.executor.execute("open('Simpson.csv', 'w').write('overwritten')")

@@ -81,7 +81,9 @@ def test_tags_split_across_chunks_are_recognised() -> None:
     segments, items = _feed_in_chunks(TURN, [3, 1, 1, 5, 2, 9, 1, 1, 1, 4])
     assert segments == parse_segments(TURN)
     # No delta ever contains a piece of a tag.
-    assert not any(isinstance(i, SegmentDelta) and re.search(r"</?[A-Z]", i.text.replace("<Answer>", "")) for i in items)
+    assert not any(
+        isinstance(i, SegmentDelta) and re.search(r"</?[A-Z]", i.text.replace("<Answer>", "")) for i in items
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -89,7 +91,8 @@ def test_tags_split_across_chunks_are_recognised() -> None:
     parts=st.lists(
         st.one_of(
             st.sampled_from(["<Analyze>", "</Analyze>", "<Code>", "</Code>", "<Answer>", "</Answer>",
-                             "<Understand>", "</Understand>", "<Execute>", "</Execute>", "<", "</", "```python\n", "\n"]),
+                             "<Understand>", "</Understand>", "<Execute>", "</Execute>",
+                             "<", "</", "```python\n", "\n"]),
             st.text(alphabet="ab <>/\n`AC", max_size=8),
         ),
         max_size=25,
@@ -204,7 +207,9 @@ def test_feedback_for_an_error_is_the_reference_form_after_what_was_printed() ->
 
 
 def test_syntax_errors_name_the_source_like_exec_does() -> None:
-    error = ExecutionError("SyntaxError", "incomplete input (3365215563.py, line 1)", ["  Cell In[2], line 1\n    def f(\n"])
+    error = ExecutionError(
+        "SyntaxError", "incomplete input (3365215563.py, line 1)", ["  Cell In[2], line 1\n    def f(\n"]
+    )
     assert format_feedback("def f(", [], error=error) == (
         '[Error]:\nTraceback (most recent call last):\n  File "<string>", line 1, in <module>\n'
         "    def f(\nSyntaxError: incomplete input (<string>, line 1)"

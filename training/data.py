@@ -100,7 +100,7 @@ class TokenizedTrajectory:
     loss_mask: list[int]
 
     def labels(self, ignore_index: int = -100) -> list[int]:
-        return [t if m else ignore_index for t, m in zip(self.input_ids, self.loss_mask)]
+        return [t if m else ignore_index for t, m in zip(self.input_ids, self.loss_mask, strict=True)]
 
 
 def validate_messages(messages: Any, where: str) -> list[dict[str, str]]:

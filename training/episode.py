@@ -163,7 +163,7 @@ class EpisodeRunner:
 
         try:
             episodes = self.environment.run(open_all)
-            running = [_Running(spec, episode) for spec, episode in zip(wave, episodes)]
+            running = [_Running(spec, episode) for spec, episode in zip(wave, episodes, strict=True)]
             active = list(running)
             while active:
                 active = self._turn(active)
@@ -185,7 +185,7 @@ class EpisodeRunner:
         """One model turn for every active episode, then their executions; the still active."""
         generations = self.generate([item.context for item in active], [self._budget(item) for item in active])
         to_execute: list[_Running] = []
-        for item, generation in zip(active, generations):
+        for item, generation in zip(active, generations, strict=True):
             tokens, logprobs = self._cut_at_stop(generation, self._budget(item))
             item.append(tokens, logprobs, 1)
             item.result.turns += 1
@@ -200,7 +200,7 @@ class EpisodeRunner:
                 item.result.stop_reason = "max_length"
         steps = self._execute(to_execute)
         still_active = []
-        for item, step in zip(to_execute, steps):
+        for item, step in zip(to_execute, steps, strict=True):
             if step.executed:
                 self._observe(item, step)
             if item.result.stop_reason:

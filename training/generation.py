@@ -143,7 +143,7 @@ class VLLMColocateGenerate:
             tokens = list(completion.token_ids)
             logprobs = [
                 float(step[token].logprob) if step and token in step else 0.0
-                for token, step in zip(tokens, completion.logprobs or [None] * len(tokens))
+                for token, step in zip(tokens, completion.logprobs or [None] * len(tokens), strict=False)
             ]
             generations.append(Generation(tokens, logprobs))
         return generations

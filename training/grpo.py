@@ -145,7 +145,9 @@ class TaskIndex:
 class KernelRollout:
     """TRL ``rollout_func``: prompts → episodes in live kernels → token-space results."""
 
-    def __init__(self, config: GRPOStageConfig, index: TaskIndex, tokenizer: Any, environment: EnvironmentThread) -> None:
+    def __init__(
+        self, config: GRPOStageConfig, index: TaskIndex, tokenizer: Any, environment: EnvironmentThread
+    ) -> None:
         self.config = config
         self.index = index
         self.tokenizer = tokenizer
@@ -176,19 +178,24 @@ class KernelRollout:
 
         def model_context():
             return unwrap_model_for_generation(
-                trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=trainer.args.ds3_gather_for_generation
+                trainer.model_wrapped,
+                trainer.accelerator,
+                gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
             )
 
         return HFGenerate(model_context, self.tokenizer, sampling, batch_size=self.config.generation_batch_size)
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
         if self._runner is None:
-            self._runner = EpisodeRunner(self.environment, self.tokenizer, self._generate_fn(trainer), self.config.rollout)
+            self._runner = EpisodeRunner(
+                self.environment, self.tokenizer, self._generate_fn(trainer), self.config.rollout
+            )
         specs = []
         for number, prompt in enumerate(prompts):
             task = self.index.for_prompt(prompt)
             # The episode's working folder: unique per process and episode, safe as a file name.
-            name = re.sub(r"[^\w.-]", "_", f"{task.id}-{trainer.accelerator.process_index}-{self.episodes_run + number}")
+            episode = f"{task.id}-{trainer.accelerator.process_index}-{self.episodes_run + number}"
+            name = re.sub(r"[^\w.-]", "_", episode)
             specs.append(EpisodeSpec(self._runner.prompt_ids(prompt_text(prompt)), self.index.files(task), name))
         self.episodes_run += len(specs)
         results = self._runner.run(specs)
@@ -244,7 +251,7 @@ class TrajectoryReward:
         **_: Any,
     ) -> list[float]:
         rewards, format_ok, answers = [], [], []
-        for tid, text, fbs, count in zip(task_id, trajectory, feedbacks, turns):
+        for tid, text, fbs, count in zip(task_id, trajectory, feedbacks, turns, strict=True):
             task = self.index.tasks[tid]
             breakdown = score_trajectory(
                 text,

@@ -70,7 +70,9 @@ TEMPLATES: tuple[TaskTemplate, ...] = (
         2.0,
         1,
     ),
-    TaskTemplate("max", 'What is the largest value of the column "{a}" in {file}?', "max_{a}", 'print(df["{a}"].max())', 2.0, 1),
+    TaskTemplate(
+        "max", 'What is the largest value of the column "{a}" in {file}?', "max_{a}", 'print(df["{a}"].max())', 2.0, 1
+    ),
     TaskTemplate(
         "missing",
         'How many values of the column "{a}" in {file} are missing?',
@@ -147,7 +149,11 @@ def instantiate(table: Path, templates: Sequence[TaskTemplate], max_columns: int
         else:
             choices = [(a, b) for i, a in enumerate(numeric) for b in numeric[i + 1 :]][:max_columns or None]
         for columns in choices:
-            names = {"file": table.name, "a": columns[0] if columns else "", "b": columns[1] if len(columns) > 1 else ""}
+            names = {
+                "file": table.name,
+                "a": columns[0] if columns else "",
+                "b": columns[1] if len(columns) > 1 else "",
+            }
             slugs = {k: _slug(str(v)) for k, v in names.items()}
             suffix = "-".join(slugs[k] for k in ("a", "b") if names[k])
             answer = template.answer.format(**slugs)
@@ -335,8 +341,10 @@ def single_ability_rows(table: Path, tasks: Sequence[SynthTask], excerpt_rows: i
     columns = [str(c) for c in frame.columns]
     rows = []
     facts = [
-        ("How many columns does this table have?", "column_count", str(len(columns)), "I count the names in the header line."),
-        ("What is the name of the first column of this table?", "first_column", columns[0], "The header line starts with it."),
+        ("How many columns does this table have?", "column_count", str(len(columns)),
+         "I count the names in the header line."),
+        ("What is the name of the first column of this table?", "first_column", columns[0],
+         "The header line starts with it."),
     ]
     for task in tasks:
         if task.answer_name.startswith("max_") and task.ground_truth is not None:
@@ -402,7 +410,7 @@ async def synthesize(config: SynthConfig, *, teacher: Teacher | None = None) -> 
             all_tasks = [t for tasks in tasks_by_table.values() for t in tasks]
             report.tasks = len(all_tasks)
             truths = await asyncio.gather(*(ground_truth(env, t) for t in all_tasks))
-            for task, truth in zip(all_tasks, truths):
+            for task, truth in zip(all_tasks, truths, strict=True):
                 task.ground_truth = truth
 
             async def attempt(task: SynthTask, sample: int) -> tuple[SynthTask, str | None]:
@@ -423,7 +431,14 @@ async def synthesize(config: SynthConfig, *, teacher: Teacher | None = None) -> 
                     if verify(trajectory, task):
                         report.verified += 1
                         agent_rows.append(
-                            sft_row(task.question, _files_of(task), trajectory or "", source="synth-agent", task_id=task.id, difficulty=task.difficulty)
+                            sft_row(
+                                task.question,
+                                _files_of(task),
+                                trajectory or "",
+                                source="synth-agent",
+                                task_id=task.id,
+                                difficulty=task.difficulty,
+                            )
                         )
                     else:
                         report.rejected += 1

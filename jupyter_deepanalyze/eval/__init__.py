@@ -3,7 +3,8 @@
 ``benchmarks`` loads benchmark tasks (InfiAgent-DABench, a generic table-QA format),
 ``scoring`` holds the official scorers and metrics, ``runner`` runs tasks concurrently on
 a warm kernel pool and writes trajectories, notebooks and ``summary.py``'s summary and
-chart; ``bench`` (with its clearly labelled ``scripted_policy``) measures the harness.
+chart; ``bench`` measures the harness, its model being ``scripted_server`` (an
+OpenAI-compatible server replaying the bench's scripted turns, also the tests' model).
 
 Front doors: ``jupyter deepanalyze eval`` and ``jupyter deepanalyze bench``.
 """

@@ -14,7 +14,8 @@ ratios:
    and 2, on a synthetic table-QA set.
 4. Memory (RSS and USS) per pooled kernel, fresh and after a pandas task.
 
-The model is the scripted policy of ``scripted_policy.py``: fixed turns, zero latency,
+The model is ``scripted_server.py``'s OpenAI-compatible server replaying the bench's
+scripted turns (``bench_policy``) on the data it writes: fixed turns, zero latency,
 clearly a part of this benchmark and never a model default.
 
 Must not be imported by the agent or any front door other than the CLI's ``bench``.
@@ -27,7 +28,6 @@ import functools
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -48,12 +48,16 @@ from ..llm.openai_compat import OpenAICompatModel
 from ..protocol import DataFile
 from .benchmarks import TableQA
 from .runner import EvalRunner
-from .scripted_policy import SERVED_NAME, ScriptedPolicyServer
+from .scripted_server import (
+    CSV_NAME,
+    SERVED_NAME,
+    ScriptedServer,
+    bench_policy,
+    write_bench_csv,
+    write_table_qa_set,
+)
 from .timing import TimedExecutor, TimedModel
 
-ROWS = 10_000
-GROUPS = 50
-CSV_NAME = "bench.csv"
 PASS_CODE = "pass"
 GROUPBY_CODE = (
     "import pandas as pd\n"
@@ -61,7 +65,7 @@ GROUPBY_CODE = (
     "print(df.groupby('key')['value'].mean().round(4).head())"
 )
 POLICY_LABEL = (
-    f"jupyter_deepanalyze.eval.scripted_policy (served as {SERVED_NAME!r}): fixed turns, "
+    f"jupyter_deepanalyze.eval.scripted_server (served as {SERVED_NAME!r}): fixed turns, "
     "zero model latency, over real HTTP on 127.0.0.1 — part of this benchmark, not a model"
 )
 
@@ -84,55 +88,6 @@ class BenchOptions:
     kernel: str = "python3"
 
 
-# ---------------------------------------------------------------- the scripted policy
-
-_ANALYZE = (
-    "<Analyze>\nThe task asks for a statistic of one group in a table. First load the "
-    "file and check its shape and column types, then summarise the groups, then compute "
-    "the requested mean for the named key and report it with the required precision. "
-    "I will keep each step small and print only what I need to read.\n</Analyze>\n"
-)
-_UNDERSTAND = (
-    "<Understand>\nThe table has the expected columns: a string key with a few dozen "
-    "groups and a numeric value. No missing values are shown, so the mean can be taken "
-    "directly after filtering on the key.\n</Understand>\n"
-)
-
-
-def _code(body: str) -> str:
-    return f"<Code>\n```python\n{body}\n```\n</Code>"
-
-
-def bench_policy(request: dict[str, Any]) -> str:
-    """The bench's scripted turns, chosen from the conversation so far (stateless).
-
-    Round 1 loads the file named in the first message, round 2 summarises the groups,
-    round 3 computes the mean of the key the question names, round 4 answers with the
-    value the kernel printed, as ``@answer[value]``.
-    """
-    messages = request.get("messages", [])
-    first = next((m["content"] for m in messages if m.get("role") == "user"), "")
-    round_index = sum(m.get("role") == "assistant" for m in messages)
-    file_match = re.search(r'"name": "([^"]+)"', first)
-    data_file = file_match.group(1) if file_match else CSV_NAME
-    key_match = re.search(r"key (k\d+)", first)
-    key = key_match.group(1) if key_match else "k00"
-    if round_index == 0:
-        return _ANALYZE + _code(
-            f"import pandas as pd\ndf = pd.read_csv({data_file!r})\nprint(df.shape)\nprint(df.dtypes)"
-        )
-    if round_index == 1:
-        return _UNDERSTAND + _code(
-            "summary = df.groupby('key')['value'].agg(['mean', 'count'])\nprint(summary.head())"
-        )
-    if round_index == 2:
-        return _ANALYZE + _code(f"print(round(df.loc[df['key'] == {key!r}, 'value'].mean(), 4))")
-    value = str(messages[-1].get("content", "")).strip()
-    return (
-        f"<Answer>\n# Result\n\nThe mean value for key `{key}` is {value}.\n\n@answer[{value}]\n</Answer>"
-    )
-
-
 # ------------------------------------------------------------------------ helpers
 
 
@@ -149,16 +104,6 @@ class Samples:
     @property
     def min_ms(self) -> float:
         return min(self.seconds) * 1000 if self.seconds else float("nan")
-
-
-def write_bench_csv(folder: Path, rows: int = ROWS) -> Path:
-    """A deterministic table of ``rows`` rows: ``id``, ``key`` (50 groups), ``value``, ``flag``."""
-    path = folder / CSV_NAME
-    lines = ["id,key,value,flag"]
-    for i in range(rows):
-        lines.append(f"{i},k{(i * 7) % GROUPS:02d},{((i * 7919) % 10007) / 100:.2f},{'yes' if i % 3 else 'no'}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def run_in_fresh_process(code: str, folder: Path) -> None:
@@ -417,28 +362,6 @@ async def measure_agent_loop(
     )
 
 
-def write_table_qa_set(folder: Path, tasks: int) -> Path:
-    """A table-QA set of ``tasks`` questions on the bench table, answers computed here."""
-    import pandas as pd
-
-    folder.mkdir(parents=True, exist_ok=True)
-    csv = write_bench_csv(folder)
-    frame = pd.read_csv(csv)
-    with (folder / "questions.jsonl").open("w", encoding="utf-8") as handle:
-        for i in range(tasks):
-            key = f"k{(i * 11) % GROUPS:02d}"
-            answer = round(frame.loc[frame["key"] == key, "value"].mean(), 4)
-            record = {
-                "id": f"q{i}",
-                "question": f"What is the mean value for key {key}? Round it to 4 decimal places.",
-                "files": [CSV_NAME],
-                "answers": [str(answer)],
-                "level": ("easy", "medium")[i % 2],
-            }
-            handle.write(json.dumps(record) + "\n")
-    return folder
-
-
 async def measure_throughput(
     model: OpenAICompatModel, folder: Path, options: BenchOptions, log: Callable[[str], None]
 ) -> list[Throughput]:
@@ -498,7 +421,7 @@ async def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda _
     with tempfile.TemporaryDirectory(prefix="deepanalyze-bench-") as tmp:
         folder = Path(tmp)
         write_bench_csv(folder)
-        with ScriptedPolicyServer(bench_policy) as server:
+        with ScriptedServer(bench_policy) as server:
             model = OpenAICompatModel(server.url)
             try:
                 await model.ready()
@@ -522,4 +445,4 @@ def print_report(report: BenchReport, stream: TextIO, json_path: Path | None = N
         json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
-__all__ = ["BenchOptions", "BenchReport", "bench_policy", "print_report", "run_bench"]
+__all__ = ["BenchOptions", "BenchReport", "print_report", "run_bench"]

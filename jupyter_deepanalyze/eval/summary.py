@@ -16,15 +16,28 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .benchmarks import Benchmark, BenchTask
 from .scoring import Metrics, Score
 
-if TYPE_CHECKING:
-    from .runner import TaskRecord
-
 LEVEL_ORDER = ("easy", "medium", "hard")
+
+
+class TaskOutcome(Protocol):
+    """What the summary reads of one finished task (the runner's ``TaskRecord`` is one)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def score(self) -> Score: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def timings(self) -> Mapping[str, float]: ...
+    @property
+    def resumed(self) -> bool:
+        """Recorded by an earlier run (its time is not this run's)."""
 
 
 def _group_metrics(groups: Mapping[str, list[Score]], order: Sequence[str]) -> dict[str, dict[str, object]]:
@@ -39,7 +52,7 @@ def _ordered_levels(levels: Sequence[str]) -> list[str]:
 def summarize(
     benchmark: Benchmark,
     tasks: Sequence[BenchTask],
-    records: Mapping[str, TaskRecord],
+    records: Mapping[str, TaskOutcome],
     *,
     model: str,
     timings: Mapping[str, float],

@@ -299,7 +299,9 @@ class KernelExecutor:
             None,
         )
         if error is None and reply.get("status") == "error":
-            error = ExecutionError(reply.get("ename", "Error"), reply.get("evalue", ""), tuple(reply.get("traceback", ())))
+            error = ExecutionError(
+                reply.get("ename", "Error"), reply.get("evalue", ""), tuple(reply.get("traceback", ()))
+            )
         if error is None and reply.get("status") == "aborted":
             error = ExecutionError("ExecutionAborted", "the kernel aborted this execution")
         status = "timeout" if timed_out else ("error" if error is not None else "ok")

@@ -44,6 +44,10 @@ _INPUT_TOKENS = (
 _CONTEXT_LENGTH = re.compile(r"maximum (?:context|model) length (?:is|of) (\d+)")
 
 
+class NoModelList(ModelError):
+    """The server answers but has no usable ``GET /models`` (a named model may still work)."""
+
+
 def unavailable(base_url: str) -> ModelUnavailableError:
     return ModelUnavailableError(f"No model server at {base_url}: {VLLM_HINT}.")
 
@@ -92,25 +96,28 @@ class OpenAICompatModel:
                 f"(HTTP {response.status_code}): set DEEPANALYZE_API_KEY."
             )
         if response.status_code != 200:
-            raise ModelError(
+            raise NoModelList(
                 f"The model server at {self.base_url} answered GET /models with HTTP "
                 f"{response.status_code}."
             )
         try:
             return list(response.json().get("data", []))
         except (ValueError, AttributeError) as exc:
-            raise ModelError(f"{self.base_url}/models did not return a model list") from exc
+            raise NoModelList(f"{self.base_url}/models did not return a model list") from exc
 
     async def ready(self) -> None:
         if self._ready:
             return
         try:
             listed = await self.list_models()
-        except ModelError:
+        except NoModelList:
             if not self.name:
                 raise
             listed = []  # a named model on a server without /models still works
         entry = next((m for m in listed if m.get("id") == self.name), None)
+        if entry is None and self.name and listed:  # a chat request would only be refused
+            served = ", ".join(repr(str(m.get("id"))) for m in listed[:5])
+            raise ModelError(f"The model server at {self.base_url} does not serve {self.name!r} (it serves {served}).")
         if entry is None and not self.name:
             if not listed:
                 raise ModelError(f"The model server at {self.base_url} serves no model.")

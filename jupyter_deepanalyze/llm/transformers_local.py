@@ -279,6 +279,7 @@ class TransformersModel:
 # ------------------------------------------------------------------------- tiny
 
 TINY_MAX_NEW_TOKENS = 256
+TINY_NAME = "gemma-3-270m (tiny)"
 TINY_DIALECT = Dialect(
     name="generic",
     system_prompt=GENERIC.system_prompt,
@@ -306,7 +307,7 @@ def tiny_model(device: str | None = None) -> TransformersModel:
     """Gemma 3 270M: a smoke-test model that runs on any CPU, not an analyst."""
     return TransformersModel(
         str(tiny_gguf()),
-        name="gemma-3-270m (tiny)",
+        name=TINY_NAME,
         spec="tiny",
         dialect=TINY_DIALECT,
         device=device,

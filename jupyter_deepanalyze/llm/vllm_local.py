@@ -43,7 +43,9 @@ STARTUP_TIMEOUT = 1800.0  # downloading and compiling an 8B model can take many 
 
 _LOG_DIAGNOSES: tuple[tuple[re.Pattern[str], str], ...] = (
     (
-        re.compile(r"CUDA out of memory|OutOfMemoryError|insufficient.*memory|No available memory for the cache blocks", re.I),
+        re.compile(
+            r"CUDA out of memory|OutOfMemoryError|insufficient.*memory|No available memory for the cache blocks", re.I
+        ),
         "the GPU does not have enough memory for this model (DeepAnalyze-8B needs more than 16 GB; "
         "try --max-model-len, an FP8 KV cache or a quantized model)",
     ),

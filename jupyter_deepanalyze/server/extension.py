@@ -19,7 +19,7 @@ from traitlets import Float, Unicode, default
 from .._version import __version__
 from ..config import DeepAnalyze
 from ..llm.registry import ModelRegistry
-from .handlers import routes
+from .handlers import Services, routes
 from .kernels import KERNEL_ACTIONS_SCHEMA, KernelExecutors
 from .models import ModelChoices
 from .runs import RunManager
@@ -68,7 +68,8 @@ class DeepAnalyzeExtension(ExtensionApp):
         self.log.info("DeepAnalyze %s: run logs in %s", __version__, self.runs_dir)
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(routes())
+        services = Services(self.agent_config, self.runs, self.models, self.executors, self.variables_timeout)
+        self.handlers.extend(routes(services))
 
     async def stop_extension(self) -> None:
         """Cancel active runs (each logs ``run_finished{cancelled}``), then close our clients."""

@@ -1,11 +1,14 @@
 """The REST and websocket API of ARCHITECTURE.md ("Server API"), on Jupyter's own auth.
 
 Owns request parsing and validation, status codes and response shapes. Every handler is
-authenticated and authorized (resource ``deepanalyze``; starting a run, approving code
-and inspecting variables also need ``execute`` on ``kernels``, as they run code in a
-kernel); XSRF is checked for cookie-authenticated writes by ``JupyterHandler``; the
-websocket checks its origin as the server's kernel websocket does. Errors are one-line
-JSON messages, never tracebacks.
+authenticated and authorized (resource ``deepanalyze``: ``read`` for what only looks,
+``GET /deepanalyze/runs/{id}`` and its events websocket alike, ``write`` for the rest;
+starting a run, approving code and inspecting variables also need ``execute`` on
+``kernels``, as they run code in a kernel); XSRF is checked for cookie-authenticated
+writes by ``JupyterHandler``; the websocket checks its origin as the server's kernel
+websocket does. Errors are one-line JSON messages, never tracebacks. Handlers get the
+extension's services at ``initialize`` (``routes(services)``'s route kwargs), so they
+never import the extension back.
 
 Must not bypass Jupyter auth, and must not block: long work runs in ``RunManager``'s
 background tasks.
@@ -15,32 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
-from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..agent import Approval
+from ..config import DeepAnalyze
 from .eventlog import RUN_ID_PATTERN
 from .inputs import InputError, data_files
-from .kernels import UnknownKernel, find_kernel
-from .models import ModelNotAllowed
-from .runs import KernelHasActiveRun, NotWaitingForApproval, Run, RunRequest, UnknownRun
+from .kernels import KernelExecutors, UnknownKernel, find_kernel
+from .models import ModelChoices, ModelNotAllowed
+from .runs import KernelHasActiveRun, NotWaitingForApproval, Run, RunManager, RunRequest, UnknownRun
 from .variables import VariablesUnavailable, kernel_variables
-
-if TYPE_CHECKING:
-    from .extension import DeepAnalyzeExtension
 
 AUTH_RESOURCE = "deepanalyze"
 CANCEL_WAIT_SECONDS = 5.0
 """POST …/cancel answers once the run has ended (normally well under 2 s), or after this."""
-RUN_VARIABLE_COLUMNS = 1000
-"""Columns probed per variable named in a run request (the model sees the first 40)."""
 
 _RUN = rf"(?P<run_id>{RUN_ID_PATTERN})"
 _KERNEL = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
@@ -54,14 +53,26 @@ class ApiError(web.HTTPError):
         self.message = message
 
 
-class DeepAnalyzeHandlerMixin(ExtensionHandlerMixin):
+@dataclass(frozen=True)
+class Services:
+    """What the handlers use, built once by the extension and passed to each at ``initialize``."""
+
+    config: DeepAnalyze
+    runs: RunManager
+    models: ModelChoices
+    executors: KernelExecutors
+    variables_timeout: float
+    """Seconds a kernel may take to describe its variables."""
+
+
+class DeepAnalyzeHandlerMixin:
     """What every DeepAnalyze handler shares: the extension's services and an authz check."""
 
     auth_resource = AUTH_RESOURCE
+    services: Services
 
-    @property
-    def deepanalyze(self) -> DeepAnalyzeExtension:
-        return self.extensionapp  # type: ignore[return-value]
+    def initialize(self, services: Services) -> None:
+        self.services = services
 
     async def require(self, action: str, resource: str) -> None:
         """Authorize one more (action, resource) pair beyond the handler's own."""
@@ -72,7 +83,7 @@ class DeepAnalyzeHandlerMixin(ExtensionHandlerMixin):
 
     def find_run(self, run_id: str) -> Run:
         try:
-            return self.deepanalyze.runs.get(run_id)
+            return self.services.runs.get(run_id)
         except UnknownRun as exc:
             raise ApiError(404, str(exc)) from None
 
@@ -122,7 +133,7 @@ class RunsHandler(DeepAnalyzeAPIHandler):
     @authorized
     async def get(self) -> None:
         kernel_id = self.get_argument("kernel_id", None)
-        runs = self.deepanalyze.runs.runs(kernel_id)
+        runs = self.services.runs.runs(kernel_id)
         self.reply({"runs": [run.summary() for run in runs]})
 
     @web.authenticated
@@ -142,31 +153,30 @@ class RunsHandler(DeepAnalyzeAPIHandler):
         bad = [name for name in variables if not name.isidentifier()]
         if bad:
             raise ApiError(400, f"Not a Python variable name: {bad[0]!r}.")
-        ext = self.deepanalyze
-        approval = _optional_str(body, "approval") or ext.agent_config.approval
+        services = self.services
+        approval = _optional_str(body, "approval") or services.config.approval
         if approval not in ("auto", "manual"):
             raise ApiError(400, "'approval' must be 'auto' or 'manual'.")
 
         try:
             target = await find_kernel(self.serverapp, notebook_path=notebook_path, kernel_id=kernel_id)
-            ext.runs.check_idle(target.kernel_id)
-            model = ext.models.check(_optional_str(body, "model"))
+            services.runs.check_idle(target.kernel_id)
+            model = services.models.check(_optional_str(body, "model"))
             root = self.serverapp.root_dir
             allow_hidden = bool(getattr(self.serverapp.contents_manager, "allow_hidden", False))
             described = data_files(root, target.cwd, files, allow_hidden=allow_hidden)
             infos = []
             if variables:
                 report = await kernel_variables(
-                    ext.executors,
+                    services.executors,
                     target.kernel_id,
                     variables,
-                    timeout=ext.variables_timeout,
-                    max_columns=RUN_VARIABLE_COLUMNS,
+                    timeout=services.variables_timeout,
                 )
                 if report.missing:
                     raise ApiError(400, f"No variable named {report.missing[0]!r} in the kernel.")
                 infos = [v.to_variable_info() for v in report.variables]
-            run = ext.runs.start(
+            run = services.runs.start(
                 RunRequest(
                     kernel_id=target.kernel_id,
                     question=question,
@@ -237,7 +247,7 @@ class ModelsHandler(DeepAnalyzeAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        models = self.deepanalyze.models
+        models = self.services.models
         choices = await models.describe()
         self.reply({"default": models.default, "models": [c.to_json() for c in choices]})
 
@@ -249,9 +259,9 @@ class VariablesHandler(DeepAnalyzeAPIHandler):
     @authorized
     async def get(self, kernel_id: str) -> None:
         await self.require("execute", "kernels")  # the summary is a (silent) execution
-        ext = self.deepanalyze
+        services = self.services
         try:
-            report = await kernel_variables(ext.executors, kernel_id, timeout=ext.variables_timeout)
+            report = await kernel_variables(services.executors, kernel_id, timeout=services.variables_timeout)
         except UnknownKernel as exc:
             raise ApiError(404, str(exc)) from None
         except VariablesUnavailable as exc:
@@ -275,7 +285,7 @@ class RunEventsWebsocket(DeepAnalyzeHandlerMixin, WebSocketMixin, WebSocketHandl
 
     @ws_authenticated
     async def get(self, run_id: str) -> None:
-        await self.require("execute", AUTH_RESOURCE)
+        await self.require("read", AUTH_RESOURCE)  # as GET /deepanalyze/runs/{id}: the same events
         self.run = self.find_run(run_id)
         try:
             self.since = max(0, int(self.get_argument("since", "0")))
@@ -303,9 +313,9 @@ class RunEventsWebsocket(DeepAnalyzeHandlerMixin, WebSocketMixin, WebSocketHandl
             self._sender.cancel()
 
 
-def routes() -> list[tuple[str, type]]:
-    """URL patterns (relative to the server's base URL) and their handlers."""
-    return [
+def routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
+    """URL patterns (relative to the server's base URL), their handlers and what they get."""
+    handlers: list[tuple[str, type]] = [
         (r"/deepanalyze/runs", RunsHandler),
         (rf"/deepanalyze/runs/{_RUN}", RunHandler),
         (rf"/deepanalyze/runs/{_RUN}/events", RunEventsWebsocket),
@@ -314,3 +324,4 @@ def routes() -> list[tuple[str, type]]:
         (r"/deepanalyze/models", ModelsHandler),
         (rf"/deepanalyze/kernels/{_KERNEL}/variables", VariablesHandler),
     ]
+    return [(pattern, handler, {"services": services}) for pattern, handler in handlers]

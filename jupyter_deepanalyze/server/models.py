@@ -1,10 +1,11 @@
 """Which models a user of the server may run, whether they answer, and opening one for a run.
 
 Owns the allow-list rule (the configured model plus ``DeepAnalyze.allowed_models``;
-anything else is refused), the quick availability probe (``GET {base}/models`` with a
-short timeout, never a chat request), and ``OnDemandModel``: a run's model, opened
-when the agent first asks it to be ready, so a model that cannot be opened ends the run
-``failed`` through the agent's own events instead of failing the HTTP request.
+anything else is refused), describing the allowed models (``llm.description``: ``GET
+{base}/models`` with a short timeout, never a chat request; local models checked on
+disk, never loaded), and ``OnDemandModel``: a run's model, opened when the agent first
+asks it to be ready, so a model that cannot be opened ends the run ``failed`` through
+the agent's own events instead of failing the HTTP request.
 
 Must not contain agent logic; backends come from ``llm.registry``.
 """
@@ -13,43 +14,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import replace
 
 from ..config import DeepAnalyze
 from ..llm import ChatModel, GenerationParams, Message, ModelError
-from ..llm.openai_compat import OpenAICompatModel
-from ..llm.registry import ModelRegistry, local_model_status, resolve_spec
+from ..llm.description import ModelDescription, describe
+from ..llm.registry import ModelRegistry
 from ..protocol import Dialect, dialect_for
-
-PROBE_TIMEOUT = 2.0
-"""Seconds an availability probe may take (connect and answer)."""
 
 
 class ModelNotAllowed(PermissionError):
     """The requested model is not one the server's configuration allows."""
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """One entry of ``GET /deepanalyze/models``."""
-
-    spec: str
-    name: str
-    dialect: str
-    available: bool
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "spec": self.spec,
-            "name": self.name,
-            "dialect": self.dialect,
-            "available": self.available,
-        }
-        if self.error:
-            body["error"] = self.error
-        return body
 
 
 def _same_spec(a: str, b: str) -> bool:
@@ -87,43 +62,17 @@ class ModelChoices:
             + " (an administrator can add models to DeepAnalyze.allowed_models)."
         )
 
-    async def describe(self) -> list[ModelChoice]:
-        return list(await asyncio.gather(*(self.probe(spec) for spec in self.allowed())))
-
-    async def probe(self, spec: str) -> ModelChoice:
-        """What ``spec`` resolves to and whether it answers ``GET /models`` right now."""
-        config = self.config
-        name = config.model_name
-        try:
-            resolved = await resolve_spec(spec)
-            if resolved.kind != "openai":
-                name, error = local_model_status(resolved, config)
-                if self.registry is not None and self.registry.is_open(resolved):
-                    error = None
-                dialect = "generic" if resolved.kind == "tiny" else dialect_for(name, config.dialect).name
-                return ModelChoice(spec, name, dialect, error is None, error)
-            model = OpenAICompatModel(
-                resolved.target,
-                model_name=config.model_name,
-                api_key=config.api_key,
-                dialect=config.dialect,
-                request_timeout=PROBE_TIMEOUT,
-                connect_timeout=PROBE_TIMEOUT,
-                retry_delays=(),
-            )
-            try:
-                served = [str(m.get("id")) for m in await model.list_models()]
-            finally:
-                await model.aclose()
-        except ModelError as exc:
-            return ModelChoice(spec, name, dialect_for(name, config.dialect).name, False, str(exc))
-        name = name or (served[0] if served else "")
-        if not served or name not in served:
-            error = f"The model server for {spec} does not serve {name!r}." if served else (
-                f"The model server for {spec} serves no model."
-            )
-            return ModelChoice(spec, name, dialect_for(name, config.dialect).name, False, error)
-        return ModelChoice(spec, name, dialect_for(name, config.dialect).name, True)
+    async def describe(self) -> list[ModelDescription]:
+        """Every allowed model, described as ``jupyter deepanalyze models`` does; a model
+        this server has already loaded or started is available whatever its files say."""
+        described = await asyncio.gather(*(describe(spec, self.config) for spec in self.allowed()))
+        if self.registry is None:
+            return list(described)
+        registry = self.registry
+        return [
+            replace(d, available=True, error=None) if not d.available and registry.is_open(d.spec) else d
+            for d in described
+        ]
 
 
 class OnDemandModel:

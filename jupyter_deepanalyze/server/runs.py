@@ -24,11 +24,11 @@ from typing import Any
 from ..agent import Agent, Approval, Task
 from ..config import DeepAnalyze
 from ..events import RUN_STATUSES, Event, RunFinished, new_run_id
+from ..llm.registry import ModelRegistry
 from ..protocol import DataFile, VariableInfo
 from ..recorder import RunRecorder
 from .eventlog import EventLog, log_path, read_events
 from .kernels import KernelExecutors, KernelLease
-from ..llm.registry import ModelRegistry
 from .models import OnDemandModel
 
 log = logging.getLogger(__name__)
@@ -196,9 +196,6 @@ class RunManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # ----------------------------------------------------------------- queries
-
-    def active_run(self, kernel_id: str) -> Run | None:
-        return self._active.get(kernel_id)
 
     def check_idle(self, kernel_id: str) -> None:
         run = self._active.get(kernel_id)

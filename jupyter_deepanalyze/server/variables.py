@@ -4,7 +4,8 @@ Owns the inspection that runs in the kernel — one silent execution whose
 ``user_expressions`` evaluate a self-contained expression: no name is left in the
 user's namespace, the execution count does not move, and no library is imported that
 the user has not imported — and turning its JSON answer into summaries for the API and
-``VariableInfo`` for the model's first message. Answers are bounded (variables, columns).
+``VariableInfo`` for the model's first message (with the core's one builder,
+``variables.variable_info``). Answers are bounded (variables, columns).
 
 Must not change the user's namespace.
 """
@@ -15,19 +16,20 @@ import ast
 import asyncio
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .. import variables as core_variables
 from ..execution import DeadKernelError, ExecutionFailure
 from ..execution.kernel import KernelExecutor
-from .. import variables as core_variables
 from ..protocol import VariableInfo
+from ..variables import variable_info
 from .kernels import KernelExecutors
 
 MAX_VARIABLES = 100
 """Variables listed at most (sorted by name)."""
-MAX_COLUMNS = 200
+MAX_COLUMNS = core_variables.MAX_COLUMNS
 """Columns listed per variable at most; ``column_count`` says how many there are."""
 
 # The core's describing module, run as plain source inside the kernel (whose Python may
@@ -72,8 +74,8 @@ class VariableSummary:
         return body
 
     def to_variable_info(self) -> VariableInfo:
-        """What the model's first message says about it (PROTOCOL.md, "The first message")."""
-        return VariableInfo(self.name, self.type, self.shape, tuple(self.columns), self.memory_bytes)
+        """What the model's first message says about it: the magic's builder, on this row."""
+        return variable_info(self.to_json())
 
 
 @dataclass(frozen=True)

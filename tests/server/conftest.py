@@ -134,13 +134,18 @@ class NotebookKernel:
     kernel_id: str
     client: AsyncKernelClient
 
-    async def run(self, code: str) -> str:
-        """Run ``code`` as a user's cell would; returns what it printed."""
+    async def run(self, code: str, *, printing: asyncio.Event | None = None) -> str:
+        """Run ``code`` as a user's cell would; returns what it printed.
+
+        ``printing`` is set when the cell first prints (a signal that it is running).
+        """
         printed: list[str] = []
 
         def collect(msg: dict[str, Any]) -> None:
             if msg["msg_type"] == "stream":
                 printed.append(msg["content"]["text"])
+                if printing is not None:
+                    printing.set()
             elif msg["msg_type"] == "error":
                 printed.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
 

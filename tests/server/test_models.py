@@ -27,9 +27,16 @@ async def test_models_lists_the_configured_and_allowed_models_and_which_answer(
     assert reply.code == 200
     assert reply.body["default"] == llm.url  # from $DEEPANALYZE_MODEL
     available, unreachable = reply.body["models"]  # the allowed model came from the command line
-    assert available == {"spec": llm.url, "name": "DeepAnalyze-8B", "dialect": "native", "available": True}
+    assert available == {
+        "spec": llm.url,
+        "name": "DeepAnalyze-8B",
+        "dialect": "native",
+        "available": True,
+        "context_window": 32768,  # the server's max_model_len
+    }
     assert unreachable["spec"] == unreachable_model
     assert unreachable["available"] is False
-    assert unreachable["error"].startswith(f"No model server at {unreachable_model}")
+    assert unreachable["error"].startswith(f"No model server at {unreachable_model}: start one with `vllm serve")
+    assert "\n" not in unreachable["error"]  # one line, no traceback
     assert llm.requests == []  # probed with GET /models only, never a chat request
     assert llm.model_list_calls == 1

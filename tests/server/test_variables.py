@@ -1,11 +1,17 @@
-"""The variables endpoint: a silent look at the kernel's data that leaves no trace."""
+"""The variables endpoint: a silent look at the kernel's data that leaves no trace, and
+the description of variables the model reads, the same through the server and the magic."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
-from .conftest import DeepAnalyzeAPI, NotebookKernel
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+from ..scripted_llm import ScriptedLLM
+from .conftest import QUESTION, DeepAnalyzeAPI, NotebookKernel
 
 SETUP = (
     "import numpy as np\nimport pandas as pd\n"
@@ -50,8 +56,11 @@ async def test_variables_lists_dataframes_and_leaves_the_namespace_and_count_alo
 async def test_a_busy_kernel_answers_409_quickly_and_an_unknown_kernel_404(
     api: DeepAnalyzeAPI, notebook: NotebookKernel
 ) -> None:
-    busy = asyncio.ensure_future(notebook.run("import time\ntime.sleep(30)"))
-    await asyncio.sleep(0.5)
+    running = asyncio.Event()
+    busy = asyncio.ensure_future(
+        notebook.run("print('busy', flush=True)\nimport time\ntime.sleep(30)", printing=running)
+    )
+    await asyncio.wait_for(running.wait(), 30)  # the cell runs: the kernel is busy
     started = time.monotonic()
     reply = await api.call("GET", "kernels", notebook.kernel_id, "variables")
     waited = time.monotonic() - started
@@ -63,3 +72,46 @@ async def test_a_busy_kernel_answers_409_quickly_and_an_unknown_kernel_404(
 
     missing = await api.call("GET", "kernels", "00000000-0000-0000-0000-000000000000", "variables")
     assert missing.code == 404
+
+
+# Every kind of value the describer knows, with the dtypes a first message must not lose.
+DATA = (
+    "import numpy as np\nimport pandas as pd\n"
+    "sales = pd.DataFrame({'region': ['n', 's', 'n'], 'units': [3, 4, 5], 'price': [1.5, 2.0, 2.5],\n"
+    "    'day': pd.to_datetime(['2024-01-01', '2024-01-02', '2024-01-03']),\n"
+    "    'kind': pd.Categorical(['a', 'b', 'a']), 'ok': [True, False, True]})\n"
+    "matrix = np.zeros((4, 5), dtype='float32')\nprices = sales['price']\n"
+    "wide = pd.DataFrame(np.zeros((2, 300)))\nlabel = 'not data'"
+)
+NAMES = ["sales", "matrix", "prices", "wide", "label"]
+ANSWER = "<Answer>\nDone.\n</Answer>"
+
+
+async def test_the_model_reads_the_same_data_section_through_the_server_and_the_magic(
+    api: DeepAnalyzeAPI, notebook: NotebookKernel, llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    # The server: the variables of the notebook's kernel, named in the run request.
+    await notebook.run(DATA)
+    llm.turns.append(ANSWER)
+    run_id = await api.start_run(notebook_path=notebook.path, variables=NAMES)
+    assert (await api.watch(run_id))[-1]["status"] == "completed"
+
+    # The magic: the same data in another kernel, named on the %analyze line.
+    llm.turns.append(ANSWER)
+    magic = new_notebook(
+        cells=[
+            new_code_cell(DATA),
+            new_code_cell("%load_ext jupyter_deepanalyze"),
+            new_code_cell(f'%analyze {" ".join(NAMES)} "{QUESTION}" --model {llm.url}'),
+        ]
+    )
+    client = NotebookClient(magic, kernel_name="python3", timeout=90, resources={"metadata": {"path": str(tmp_path)}})
+    await client.async_execute()
+
+    through_server, through_magic = (request["messages"][0]["content"] for request in llm.requests)
+    assert through_magic == through_server
+    data = through_server[through_server.index("# Data\n") :]
+    assert '"type": "numpy.ndarray[float32]"' in data  # the array's dtype reaches the model
+    assert "day (datetime64[" in data and "kind (category)" in data and "ok (bool)" in data
+    assert "... 260 more" in data  # 300 columns, 40 shown
+    assert '"name": "label",\n    "type": "str"\n' in data  # not data: its type alone

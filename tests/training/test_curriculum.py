@@ -28,7 +28,12 @@ def run_cli(*args: str, timeout: float = 600, cpu_only: bool = False) -> subproc
     if cpu_only:
         env["CUDA_VISIBLE_DEVICES"] = ""  # GPUs, if there are any, stay hidden
     return subprocess.run(
-        [sys.executable, "-m", "training", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "training", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -135,13 +140,8 @@ def test_two_process_gloo_run_keeps_ranks_in_sync(kind: str, tiny_run: Path, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.gpu
 def test_tiny_curriculum_runs_on_a_cuda_gpu(tmp_path: Path) -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        reason = "no CUDA GPU on this machine: the tiny curriculum ran on the CPU only"
-        print(reason)
-        pytest.skip(reason)
     output = tmp_path / "run"
     result = run_cli("curriculum", "--config", str(TINY_CONFIG), "--output-dir", str(output))
     assert result.returncode == 0, result.stderr[-4000:]
@@ -160,7 +160,8 @@ def test_bad_config_is_one_line_on_stderr(tmp_path: Path) -> None:
     result = run_cli("curriculum", "--config", str(config), timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {config}: stages[0].rollout: unknown key 'max_turn' (known: max_turns, max_completion_length, max_turn_tokens)"
+        f"error: {config}: stages[0].rollout: unknown key 'max_turn' "
+        "(known: max_turns, max_completion_length, max_turn_tokens)"
     ]
     config.write_text("model: tiny\noutput_dir: out\ndata: [x.jsonl]\nlearning_rate: fast\n")
     result = run_cli("sft", "--config", str(config), timeout=120)

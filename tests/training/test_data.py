@@ -36,11 +36,11 @@ def tokenizer(tiny_model_path: Path):
 
 
 def trained_text(tokenizer, tokenized) -> str:
-    return tokenizer.decode([t for t, m in zip(tokenized.input_ids, tokenized.loss_mask) if m])
+    return tokenizer.decode([t for t, m in zip(tokenized.input_ids, tokenized.loss_mask, strict=True) if m])
 
 
 def masked_text(tokenizer, tokenized) -> str:
-    return tokenizer.decode([t for t, m in zip(tokenized.input_ids, tokenized.loss_mask) if not m])
+    return tokenizer.decode([t for t, m in zip(tokenized.input_ids, tokenized.loss_mask, strict=True) if not m])
 
 
 def test_loss_mask_covers_the_assistant_text_but_no_execute_span(tokenizer) -> None:

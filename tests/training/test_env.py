@@ -22,7 +22,8 @@ async def test_episode_runs_code_in_cwd_with_files_and_keeps_state(table: Path) 
     async with KernelEnvironment(EnvConfig(kernels=1)) as env:
         async with env.episode([table]) as episode:
             assert [f.name for f in episode.files] == ["sales.csv"]
-            first = await episode.step(TURN.format(code="import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint(df['amount'].sum())"))
+            load = "import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint(df['amount'].sum())"
+            first = await episode.step(TURN.format(code=load))
             assert first.status == "ok" and first.feedback == "42\n"
             second = await episode.step(TURN.format(code="print(len(df))"))
             assert second.feedback == "2\n"
@@ -69,7 +70,8 @@ async def test_namespace_is_reset_between_episodes(table: Path) -> None:
             await episode.step(TURN.format(code="secret = 7"))
             first_dir = episode.workdir
         async with env.episode([], name="second") as episode:
-            result = await episode.step(TURN.format(code="import os\nprint('secret' in dir(), os.getcwd() == {!r})".format(str(episode.workdir))))
+            look = f"import os\nprint('secret' in dir(), os.getcwd() == {str(episode.workdir)!r})"
+            result = await episode.step(TURN.format(code=look))
             assert result.feedback == "False True\n"
             assert not first_dir.exists()
 

@@ -12,7 +12,10 @@ from training.env import EnvConfig, EnvironmentThread
 from training.episode import EpisodeRunner, EpisodeSpec, Generation, RolloutConfig
 from training.generation import HFGenerate, SamplingConfig
 
-CODE_TURN = "<Analyze>Sum it.</Analyze>\n<Code>\n```python\nimport pandas as pd\nprint(pd.read_csv('n.csv')['n'].sum())\n```\n</Code>"
+CODE_TURN = (
+    "<Analyze>Sum it.</Analyze>\n<Code>\n```python\nimport pandas as pd\nprint(pd.read_csv('n.csv')['n'].sum())\n```\n"
+    "</Code>"
+)
 ANSWER_TURN = "<Understand>Six.</Understand>\n<Answer>6</Answer><|im_end|>"
 
 
@@ -118,7 +121,10 @@ def test_real_tiny_model_rollout_logprobs_match_the_policy(tiny_model_path: Path
     sampling = SamplingConfig(temperature=0.7)
     generate = HFGenerate(lambda: contextlib.nullcontext(model), tokenizer, sampling)
     runner = EpisodeRunner(environment, tokenizer, generate, RolloutConfig(max_turns=2, max_completion_length=24))
-    specs = [EpisodeSpec(runner.prompt_ids("# Instruction\nhello")), EpisodeSpec(runner.prompt_ids("# Instruction\nlonger prompt here"))]
+    specs = [
+        EpisodeSpec(runner.prompt_ids("# Instruction\nhello")),
+        EpisodeSpec(runner.prompt_ids("# Instruction\nlonger prompt here")),
+    ]
     results = runner.run(specs)
     for result in results:
         assert 0 < len(result.completion_ids) <= 24

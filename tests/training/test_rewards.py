@@ -90,7 +90,8 @@ def test_dabench_scoring_follows_the_official_rule() -> None:
 
 
 def test_code_success_ratio_counts_errors_and_timeouts() -> None:
-    assert code_success_ratio(["1\n", "[Error]:\nKeyError: 'x'", "ok\n[Timeout]: execution exceeded 5 seconds", "2"]) == 0.5
+    feedbacks = ["1\n", "[Error]:\nKeyError: 'x'", "ok\n[Timeout]: execution exceeded 5 seconds", "2"]
+    assert code_success_ratio(feedbacks) == 0.5
     assert code_success_ratio([]) == 1.0
 
 

@@ -11,7 +11,8 @@ from training.sft import SFTStageConfig, prepare_deepanalyze_model, run_sft
 from training.tiny import TAG_TOKENS, TinySpec, build_tiny_tokenizer
 
 TRAJECTORY = (
-    "<Analyze>Add.</Analyze>\n<Code>\n```python\nprint(1 + 1)\n```\n</Code>\n<Execute>\n2\n\n</Execute>\n<Answer>2</Answer>"
+    "<Analyze>Add.</Analyze>\n<Code>\n```python\nprint(1 + 1)\n```\n</Code>\n"
+    "<Execute>\n2\n\n</Execute>\n<Answer>2</Answer>"
 )
 
 
@@ -40,7 +41,7 @@ def test_prepare_adds_tags_as_single_tokens_and_the_chat_template(base_model: Pa
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
     messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": TRAJECTORY}]
     tokenized = tokenize_trajectory(messages, tokenizer)
-    trained = tokenizer.decode([t for t, m in zip(tokenized.input_ids, tokenized.loss_mask) if m])
+    trained = tokenizer.decode([t for t, m in zip(tokenized.input_ids, tokenized.loss_mask, strict=True) if m])
     assert "<Execute>" not in trained and trained.endswith("<Answer>2</Answer><|im_end|>")
 
 

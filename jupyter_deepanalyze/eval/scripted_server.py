@@ -1,13 +1,17 @@
-"""A scripted OpenAI-compatible server that behaves like vLLM (NOT a model).
+"""An OpenAI-compatible server that replays scripted turns and behaves like vLLM (NOT a model).
 
 Part of ``jupyter deepanalyze bench`` (it lets the bench measure the harness's own
 overhead through the real HTTP path with no model time) and the test suite's stand-in
-for the LLM. Every turn comes from ``policy(request_body)``. Where the project depends on
-vLLM's behaviour, it behaves the same: ``GET /v1/models`` lists the served name and
-``max_model_len``; ``GET /health`` answers; ``POST /v1/chat/completions`` streams (SSE)
-or answers in one JSON body, cuts the text at the first ``stop`` string and reports it
-as ``stop_reason`` (dropped from the text), and rejects a prompt plus ``max_tokens``
-beyond the context window with vLLM's 400 message. It records every request.
+for the LLM (``tests/scripted_llm.py``). Every turn comes from ``policy(request_body)``.
+Where the project depends on vLLM's behaviour, it behaves the same: ``GET /v1/models``
+lists the served name and ``max_model_len``; ``GET /health`` answers; ``POST
+/v1/chat/completions`` streams (SSE) or answers in one JSON body, cuts the text at the
+first ``stop`` string and reports it as ``stop_reason`` (dropped from the text), and
+rejects a prompt plus ``max_tokens`` beyond the context window with vLLM's 400 message.
+It records every request.
+
+Also owns what the bench replays: ``bench_policy`` (four fixed turns chosen from the
+conversation) and the data they run on (``write_bench_csv``, ``write_table_qa_set``).
 
 Never a model default: nothing outside the bench and the tests uses it. It listens on
 127.0.0.1 (a free port unless told otherwise) and only while it is used.
@@ -16,10 +20,12 @@ Never a model default: nothing outside the bench and the tests uses it. It liste
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 Policy = Callable[[dict[str, Any]], "str | None"]
@@ -33,8 +39,8 @@ CHARS_PER_TOKEN = 4
 """The stand-in tokenizer for the context-window check."""
 
 
-class ScriptedPolicyServer:
-    """``with ScriptedPolicyServer(policy) as server:`` serves at ``server.url``."""
+class ScriptedServer:
+    """``with ScriptedServer(policy) as server:`` serves at ``server.url``."""
 
     def __init__(
         self,
@@ -70,8 +76,8 @@ class ScriptedPolicyServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> ScriptedPolicyServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-policy", daemon=True)
+    def start(self) -> ScriptedServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-server", daemon=True)
         self._thread.start()
         return self
 
@@ -82,7 +88,7 @@ class ScriptedPolicyServer:
     def serve_forever(self) -> None:
         self._server.serve_forever()
 
-    def __enter__(self) -> ScriptedPolicyServer:
+    def __enter__(self) -> ScriptedServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -205,3 +211,90 @@ class ScriptedPolicyServer:
                     pass  # the client stopped reading (cancelled)
 
         return Handler
+
+
+# ------------------------------------------------------- the bench's script and data
+
+ROWS = 10_000
+"""Rows of the bench table."""
+GROUPS = 50
+"""Distinct keys in the bench table."""
+CSV_NAME = "bench.csv"
+
+_ANALYZE = (
+    "<Analyze>\nThe task asks for a statistic of one group in a table. First load the "
+    "file and check its shape and column types, then summarise the groups, then compute "
+    "the requested mean for the named key and report it with the required precision. "
+    "I will keep each step small and print only what I need to read.\n</Analyze>\n"
+)
+_UNDERSTAND = (
+    "<Understand>\nThe table has the expected columns: a string key with a few dozen "
+    "groups and a numeric value. No missing values are shown, so the mean can be taken "
+    "directly after filtering on the key.\n</Understand>\n"
+)
+
+
+def _code(body: str) -> str:
+    return f"<Code>\n```python\n{body}\n```\n</Code>"
+
+
+def bench_policy(request: dict[str, Any]) -> str:
+    """The bench's scripted turns, chosen from the conversation so far (stateless).
+
+    Round 1 loads the file named in the first message, round 2 summarises the groups,
+    round 3 computes the mean of the key the question names, round 4 answers with the
+    value the kernel printed, as ``@answer[value]``.
+    """
+    messages = request.get("messages", [])
+    first = next((m["content"] for m in messages if m.get("role") == "user"), "")
+    round_index = sum(m.get("role") == "assistant" for m in messages)
+    file_match = re.search(r'"name": "([^"]+)"', first)
+    data_file = file_match.group(1) if file_match else CSV_NAME
+    key_match = re.search(r"key (k\d+)", first)
+    key = key_match.group(1) if key_match else "k00"
+    if round_index == 0:
+        return _ANALYZE + _code(
+            f"import pandas as pd\ndf = pd.read_csv({data_file!r})\nprint(df.shape)\nprint(df.dtypes)"
+        )
+    if round_index == 1:
+        return _UNDERSTAND + _code(
+            "summary = df.groupby('key')['value'].agg(['mean', 'count'])\nprint(summary.head())"
+        )
+    if round_index == 2:
+        return _ANALYZE + _code(f"print(round(df.loc[df['key'] == {key!r}, 'value'].mean(), 4))")
+    value = str(messages[-1].get("content", "")).strip()
+    return (
+        f"<Answer>\n# Result\n\nThe mean value for key `{key}` is {value}.\n\n@answer[{value}]\n</Answer>"
+    )
+
+
+def write_bench_csv(folder: Path, rows: int = ROWS) -> Path:
+    """A deterministic table of ``rows`` rows: ``id``, ``key`` (50 groups), ``value``, ``flag``."""
+    path = folder / CSV_NAME
+    lines = ["id,key,value,flag"]
+    for i in range(rows):
+        lines.append(f"{i},k{(i * 7) % GROUPS:02d},{((i * 7919) % 10007) / 100:.2f},{'yes' if i % 3 else 'no'}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_table_qa_set(folder: Path, tasks: int) -> Path:
+    """A table-QA set of ``tasks`` questions on the bench table, answers computed here."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    csv = write_bench_csv(folder)
+    frame = pd.read_csv(csv)
+    with (folder / "questions.jsonl").open("w", encoding="utf-8") as handle:
+        for i in range(tasks):
+            key = f"k{(i * 11) % GROUPS:02d}"
+            answer = round(frame.loc[frame["key"] == key, "value"].mean(), 4)
+            record = {
+                "id": f"q{i}",
+                "question": f"What is the mean value for key {key}? Round it to 4 decimal places.",
+                "files": [CSV_NAME],
+                "answers": [str(answer)],
+                "level": ("easy", "medium")[i % 2],
+            }
+            handle.write(json.dumps(record) + "\n")
+    return folder
