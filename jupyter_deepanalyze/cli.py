@@ -54,6 +54,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, help="most tokens per model turn")
     parser.add_argument("--temperature", type=float, help="sampling temperature (default 0.5)")
     parser.add_argument("--timeout", type=float, help="seconds one code block may run (default 600)")
+    parser.add_argument(
+        "--parity",
+        action="store_true",
+        default=None,
+        help="tell the model exactly what the reference loop would (fresh globals per block, "
+        "its output and error text, no cap): DeepAnalyze.parity",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +110,7 @@ def _config(args: argparse.Namespace) -> DeepAnalyze:
         "max_tokens": getattr(args, "max_tokens", None),
         "temperature": getattr(args, "temperature", None),
         "execution_timeout": getattr(args, "timeout", None),
+        "parity": getattr(args, "parity", None),
     }
     for name, value in overrides.items():
         if value is not None:

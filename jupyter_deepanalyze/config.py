@@ -12,13 +12,27 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Float, HasTraits, Int, List, TraitType, Unicode, default
+from traitlets import (
+    Bool,
+    CaselessStrEnum,
+    Float,
+    HasTraits,
+    Int,
+    List,
+    TraitError,
+    TraitType,
+    Unicode,
+    default,
+    validate,
+)
 from traitlets.config import Configurable
 
 from .protocol import FeedbackOptions
 
 MODEL_ENV = "DEEPANALYZE_MODEL"
 API_KEY_ENV = "DEEPANALYZE_API_KEY"
+MIN_OUTPUT_LIMIT = 200
+"""A cap below this would leave the model too little to read (0 means no cap)."""
 
 
 class DeepAnalyze(Configurable):
@@ -85,8 +99,40 @@ class DeepAnalyze(Configurable):
 
     output_limit = Int(
         16000,
-        min=200,
-        help="Characters of execution output sent back to the model (head and tail kept).",
+        min=0,
+        help=(
+            "Characters of execution output sent back to the model (head and tail kept); "
+            "0 sends everything, as the reference does."
+        ),
+    ).tag(config=True)
+
+    @validate("output_limit")
+    def _check_output_limit(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if 0 < value < MIN_OUTPUT_LIMIT:
+            raise TraitError(
+                f"output_limit must be 0 (no cap) or at least {MIN_OUTPUT_LIMIT} characters, got {value}"
+            )
+        return value
+
+    show_results = Bool(
+        True,
+        help=(
+            "Tell the model the value of a block's trailing expression and the text of what it "
+            "displays (figures as a one-line placeholder). False reproduces the reference, "
+            "which shows only what was printed."
+        ),
+    ).tag(config=True)
+
+    parity = Bool(
+        False,
+        help=(
+            "Exact parity with the reference loop (deepanalyze.py's execute_code): each block "
+            "runs with fresh globals and the model is told exactly what the reference would tell "
+            "it (stdout then stderr, no trailing value, no figure placeholder, no cap, its "
+            "[Error]: form). For benchmarks and reproducing published numbers; overrides "
+            "keep_output_before_error, show_results and output_limit."
+        ),
     ).tag(config=True)
 
     approval = CaselessStrEnum(
@@ -141,6 +187,10 @@ class DeepAnalyze(Configurable):
 
     def feedback_options(self) -> FeedbackOptions:
         """What the model is told of executions, as these settings say."""
+        if self.parity:
+            return FeedbackOptions.reference()
         return FeedbackOptions(
-            keep_output_before_error=self.keep_output_before_error, limit=self.output_limit
+            keep_output_before_error=self.keep_output_before_error,
+            show_results=self.show_results,
+            limit=self.output_limit or None,
         )

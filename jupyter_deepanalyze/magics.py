@@ -48,7 +48,7 @@ from .execution.inprocess import (
 from .llm import ModelError
 from .llm.registry import open_model
 from .notebook import events_to_notebook
-from .protocol import DataFile, FeedbackOptions, VariableInfo
+from .protocol import DataFile, VariableInfo
 from .run_display import LiveDisplay, RunDocument, TextProgress, run_bundle
 from .variables import describe_value, type_name
 from .workspace import list_data_files
@@ -354,9 +354,7 @@ class _Run:
             executor = InProcessExecutor(
                 self.shell,
                 queue=self.queue,
-                feedback=FeedbackOptions(
-                    keep_output_before_error=settings.keep_output_before_error, limit=settings.output_limit
-                ),
+                feedback=settings.feedback_options(),
                 on_interrupt=self.request_stop,
             )
             self._agent = Agent.from_config(

@@ -287,6 +287,14 @@ class FeedbackOptions:
     keep_output_before_error: bool = True
     show_results: bool = True  # trailing-expression values and display() text
     limit: int | None = 16000  # characters; None sends everything
+    parity: bool = False
+    """Run each block as the reference's ``execute_code`` does (``execution.parity``):
+    fresh globals and its exact text. The three switches above are then moot."""
+
+    @classmethod
+    def reference(cls) -> FeedbackOptions:
+        """Exact parity with the reference loop (PROTOCOL.md, "Exact parity")."""
+        return cls(keep_output_before_error=False, show_results=False, limit=None, parity=True)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")

@@ -49,6 +49,8 @@ from ..outputs import Output, append_output, dropped_stream_note
 from ..protocol import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from . import ExecutionFailure, ExecutionResult, OutputCallback
 from .kernel import MAX_STREAM_CHARS
+from .parity import RESULT_NAME as PARITY_RESULT_NAME
+from .parity import ParityRun
 
 T = TypeVar("T")
 
@@ -603,7 +605,8 @@ class InProcessExecutor:
                     # store_history=False: the user's In/Out, `_` and execution counter stay
                     # the user's, and ipykernel, which numbers the magic's own cell from the
                     # counter when it finishes, keeps numbering it right.
-                    run = self.shell.run_cell(code, store_history=False, silent=False)
+                    source = ParityRun(code).source if self.feedback.parity else code
+                    run = self.shell.run_cell(source, store_history=False, silent=False)
                     _capture_new_figures(capture, before)
                 finally:
                     # An interrupt sent just before the block ended may land in here.
@@ -663,7 +666,7 @@ class InProcessExecutor:
         feedback = format_feedback(
             code, outputs, error=error, timeout=timeout if timed_out else None, options=self.feedback
         )
-        return ExecutionResult(
+        result = ExecutionResult(
             status=status,
             outputs=outputs,
             execution_count=None,
@@ -671,6 +674,10 @@ class InProcessExecutor:
             error=error,
             duration=duration,
         )
+        if self.feedback.parity:
+            value = self.shell.user_ns.pop(PARITY_RESULT_NAME, None)
+            return ParityRun(code).result(result, value if isinstance(value, dict) else None)
+        return result
 
 
 async def _forward(outputs: list[Output], on_output: OutputCallback | None) -> None:

@@ -29,6 +29,7 @@ from nbformat.v4 import output_from_msg
 from ..outputs import append_output, dropped_stream_note, stream_text
 from ..protocol import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
+from .parity import ParityRun
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +286,14 @@ class KernelExecutor:
         loop = asyncio.get_running_loop()
         started = loop.time()
         collector = _OutputCollector(on_output, self.max_stream_chars)
-        msg_id = self.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        parity = ParityRun(code) if self.feedback.parity else None
+        msg_id = self.client.execute(
+            parity.source if parity else code,
+            store_history=True,
+            allow_stdin=False,
+            stop_on_error=False,
+            user_expressions=parity.user_expressions if parity else None,
+        )
         deadline = started + timeout if timeout else None
         timed_out = False
         execution_count: int | None = None
@@ -340,7 +348,7 @@ class KernelExecutor:
             timeout=timeout if timed_out else None,
             options=self.feedback,
         )
-        return ExecutionResult(
+        result = ExecutionResult(
             status=status,
             outputs=outputs,
             execution_count=execution_count,
@@ -348,6 +356,9 @@ class KernelExecutor:
             error=error,
             duration=loop.time() - started,
         )
+        if parity is not None:
+            return parity.result(result, ParityRun.value_from_reply(reply))
+        return result
 
     async def _next_message(self, wait: float, collector: _OutputCollector) -> dict[str, Any] | None:
         """The next iopub message, or None after ``wait`` seconds (liveness checked then)."""
