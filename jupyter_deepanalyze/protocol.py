@@ -319,6 +319,46 @@ def error_line_number(traceback: Sequence[str]) -> int | None:
 _CELL_FILENAME = re.compile(r"\((?:\d+\.py|<ipython-input-[^>]*>), line (\d+)\)")
 
 
+# A warning printed while a cell ran: "FILE:N: Category: message" then "  source line".
+# IPython names the cell's file /tmp/ipykernel_PID/HASH.py (ipykernel) or
+# <ipython-input-N-HASH> (a plain IPython shell).
+_CELL_WARNING = re.compile(
+    r"^(?:[^\n]*?[\\/]ipykernel_\d+[\\/]\d+\.py|<ipython-input-\d+-[0-9a-f]+>):(\d+): (?=[A-Za-z_][\w.]*: )",
+    re.MULTILINE,
+)
+
+
+def name_warnings_as_the_block(stderr: str, code: str) -> str:
+    """Warnings read as under the reference's ``exec``: ``<string>:N: Category: message``.
+
+    The kernel's cell file name becomes ``<string>`` and the source line Python prints
+    after the message (the reference's ``exec`` has none to print) is dropped when it is
+    line N of ``code``.
+    """
+    matches = list(_CELL_WARNING.finditer(stderr))
+    if not matches:
+        return stderr
+    lines = code.splitlines()
+    pieces: list[str] = []
+    position = 0
+    for index, match in enumerate(matches):
+        number = int(match.group(1))
+        pieces.append(stderr[position : match.start()])
+        pieces.append(f"<string>:{number}: ")
+        position = match.end()
+        source = lines[number - 1].strip() if 1 <= number <= len(lines) else ""
+        if not source:
+            continue
+        until = matches[index + 1].start() if index + 1 < len(matches) else len(stderr)
+        needle = f"\n  {source}\n"
+        found = stderr.find(needle, position - 1, until)
+        if found != -1:
+            pieces.append(stderr[position : found + 1])
+            position = found + len(needle)
+    pieces.append(stderr[position:])
+    return "".join(pieces)
+
+
 def format_error(code: str, ename: str, evalue: str, line: int | None) -> str:
     """The reference's ``[Error]:`` form (stripped, no trailing newline)."""
     evalue = _CELL_FILENAME.sub(r"(<string>, line \1)", evalue)
@@ -409,7 +449,7 @@ def format_feedback(
             stdout.append(text)
         elif kind == "error" and error is None:
             error = ExecutionError(output["ename"], output["evalue"], output.get("traceback", ()))
-    printed = "".join(stdout) + "".join(stderr)
+    printed = "".join(stdout) + name_warnings_as_the_block("".join(stderr), code)
     if error is None and timeout is None:
         return cap_output(printed, options.limit)
     if timeout is not None:

@@ -206,3 +206,23 @@ def test_the_cli_parity_flag_sets_the_setting(flag: list[str]) -> None:
     options = _config(args).feedback_options()
     assert options.parity is bool(flag)
     assert options == (FeedbackOptions.reference() if flag else FeedbackOptions())
+
+
+WARNING_BLOCKS = [
+    "import pandas as pd\ns = pd.to_datetime(pd.Series(['13/02/2020', '14/02/2020']))\nprint(len(s))",
+    "import warnings\nprint('before')\nwarnings.warn('first\\nsecond line')\nwarnings.warn('again', FutureWarning)",
+]
+
+
+async def test_by_default_warnings_name_the_block_as_the_reference_does(tmp_path: Path) -> None:
+    expected = reference_outputs(WARNING_BLOCKS, workdir(tmp_path, "reference"), tmp_path)
+    kernel = await KernelExecutor.start(cwd=workdir(tmp_path, "kernel"))  # default options
+    try:
+        results = [await kernel.execute(block, timeout=60) for block in WARNING_BLOCKS]
+    finally:
+        await kernel.shutdown()
+    assert [r.feedback for r in results] == expected
+    assert expected[0].startswith("2\n<string>:2: UserWarning: Parsing dates in %d/%m/%Y format")
+    # The notebook keeps what the kernel printed (its file name and the source line).
+    stderr = "".join(o["text"] for o in results[0].outputs if o.get("name") == "stderr")
+    assert "ipykernel_" in stderr and "  s = pd.to_datetime(" in stderr
