@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from jupyter_deepanalyze.llm.chat_template import render_prompt
+from jupyter_deepanalyze.protocol import NATIVE
+
 from .env import EnvironmentThread, EpisodeStats, KernelEnvironment, KernelEpisode, StepResult, observation_text
 
 
@@ -133,13 +136,9 @@ class EpisodeRunner:
         self.on_wave = on_wave
 
     def prompt_ids(self, first_message: str) -> list[int]:
-        """Tokens of the one user message and the opening of the assistant's turn."""
-        return list(
-            self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": first_message}], tokenize=True, add_generation_prompt=True,
-                return_dict=False,
-            )
-        )
+        """Tokens of the one user message, rendered as the served model sees it (the native
+        rule: the model's template, ``add_generation_prompt=False``)."""
+        return list(render_prompt(self.tokenizer, [{"role": "user", "content": first_message}], NATIVE, tokenize=True))
 
     def run(self, specs: Sequence[EpisodeSpec]) -> list[EpisodeResult]:
         """Roll out every spec; results in the order given."""

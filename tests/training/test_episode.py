@@ -13,7 +13,7 @@ from training.episode import EpisodeRunner, EpisodeSpec, Generation, RolloutConf
 from training.generation import HFGenerate, SamplingConfig
 
 CODE_TURN = "<Analyze>Sum it.</Analyze>\n<Code>\n```python\nimport pandas as pd\nprint(pd.read_csv('n.csv')['n'].sum())\n```\n</Code>"
-ANSWER_TURN = "<Understand>Six.</Understand>\n<Answer>6</Answer><|im_end|>"
+ANSWER_TURN = "<Understand>Six.</Understand>\n<Answer>6</Answer><｜end▁of▁sentence｜>"
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_episodes_run_in_parallel_kernels_with_their_own_state(tokenizer, enviro
     scripts = [
         ["<Analyze>a</Analyze><Code>x = 1</Code>", "<Analyze>b</Analyze><Code>print(x)</Code>", "<Answer>1</Answer>"],
         ["<Analyze>a</Analyze><Code>print(x)</Code>", "<Answer>none</Answer>"],
-        ["<Analyze>c</Analyze><|im_end|>"],
+        ["<Analyze>c</Analyze><｜end▁of▁sentence｜>"],
     ]
     policy = ScriptedPolicy(tokenizer, scripts)
     runner = EpisodeRunner(environment, tokenizer, policy, RolloutConfig(max_turns=5, max_completion_length=2000))
