@@ -226,3 +226,43 @@ async def test_by_default_warnings_name_the_block_as_the_reference_does(tmp_path
     # The notebook keeps what the kernel printed (its file name and the source line).
     stderr = "".join(o["text"] for o in results[0].outputs if o.get("name") == "stderr")
     assert "ipykernel_" in stderr and "  s = pd.to_datetime(" in stderr
+
+
+def reference_first_message(question: str, folder: Path) -> str:
+    """The reference API's first message (RUC-DataLab/DeepAnalyze, API/utils.py:
+    collect_file_info and prepare_vllm_messages), reproduced as the oracle."""
+    info = ""
+    for index, path in enumerate(sorted(p for p in folder.iterdir() if p.is_file()), start=1):
+        entry = {"name": path.name, "size": f"{os.path.getsize(path) / 1024:.1f}KB"}
+        info += f"File {index}:\n{json.dumps(entry, indent=4, ensure_ascii=False)}\n\n"
+    body = question.strip() or "# Instruction"
+    return f"# Instruction\n{body}\n\n# Data\n{info}" if info else f"# Instruction\n{body}"
+
+
+def test_the_first_message_lists_the_given_files_as_the_reference_does(tmp_path: Path) -> None:
+    from jupyter_deepanalyze.protocol import build_first_message
+    from jupyter_deepanalyze.workspace import list_data_files, stage_inputs
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name, size in [("sales.csv", 10_853), ("B.xlsx", 3), (".hidden.csv", 700), ("ünï.json", 0)]:
+        (inputs / name).write_bytes(b"x" * size)
+    folder = tmp_path / "run"
+    names = stage_inputs(sorted(inputs.iterdir()), folder)
+    ours = build_first_message("  Which month sold most?\n", list_data_files(folder, names))
+    assert ours == reference_first_message("  Which month sold most?\n", folder)
+    assert '"name": ".hidden.csv"' in ours  # a file given explicitly is listed, hidden or not
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert build_first_message("Q") == reference_first_message("Q", empty)
+
+
+def test_folders_are_listed_inside_and_skip_hidden_parts(tmp_path: Path) -> None:
+    from jupyter_deepanalyze.workspace import list_data_files
+
+    (tmp_path / "data" / ".cache").mkdir(parents=True)
+    (tmp_path / "data" / "a.csv").write_text("a\n")
+    (tmp_path / "data" / ".cache" / "x.csv").write_text("x\n")
+    (tmp_path / ".secret.env").write_text("KEY=1\n")
+    assert [f.name for f in list_data_files(tmp_path, ["data"])] == ["data/a.csv"]
+    assert [f.name for f in list_data_files(tmp_path)] == ["data/a.csv"]  # the whole folder: no hidden
