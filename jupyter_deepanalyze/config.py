@@ -111,7 +111,8 @@ class DeepAnalyze(Configurable):
         value = int(proposal["value"])
         if 0 < value < MIN_OUTPUT_LIMIT:
             raise TraitError(
-                f"output_limit must be 0 (no cap) or at least {MIN_OUTPUT_LIMIT} characters, got {value}"
+                f"The 'output_limit' trait of a DeepAnalyze instance must be 0 (no cap) or at least "
+                f"{MIN_OUTPUT_LIMIT}, but a value of {value} was specified."
             )
         return value
 

@@ -2,10 +2,11 @@
 
 Owns ``KernelEnvironment`` (a warm ``KernelPool`` from the core, one kernel per episode,
 its namespace reset between episodes), ``KernelEpisode.step`` (run the first ``<Code>``
-block of a model turn, return the feedback the model sees), the ``stateless`` option
-(clear the namespace before every block, as the reference's training environment ran
-each block with fresh globals), per-block timeouts, and ``EnvironmentThread``, which
-keeps an environment on its own event loop so synchronous trainers can drive it.
+block of a model turn, return the feedback the model sees), the ``parity`` option (each
+block run with fresh globals and told as the reference's training environment told it)
+and the ``stateless`` one (the namespace cleared before every block), per-block
+timeouts, and ``EnvironmentThread``, which keeps an environment on its own event loop so
+synchronous trainers can drive it.
 
 Must not format feedback itself (``protocol.format_feedback`` does, inside the
 executor) nor know about tokens or models.
@@ -44,12 +45,18 @@ class EnvConfig:
     execution_timeout: float = 30.0
     """Seconds one code block may run before the kernel is interrupted."""
     stateless: bool = False
-    """Clear the namespace before every block (the reference's training distribution).
-    False keeps state between blocks, as the live kernel of the product does."""
+    """Clear the namespace before every block, keeping the Jupyter feedback (trailing
+    values, figure placeholders). False keeps state between blocks, as the live kernel of
+    the product does."""
     output_limit: int | None = 16000
     """Characters of output the model sees (head and tail kept); None sends everything."""
     keep_output_before_error: bool = True
     """Send what a failing block printed before its ``[Error]:`` line (False: reference parity)."""
+    parity: bool = False
+    """Run every block as the reference's environment did (``execution.parity``: fresh
+    globals, stdout then stderr, its ``[Error]:`` form, no cap); overrides
+    ``output_limit`` and ``keep_output_before_error``. With ``execution_timeout: 10`` this
+    is the reference's training environment."""
 
     def __post_init__(self) -> None:
         if self.kernels < 1:
@@ -145,7 +152,7 @@ class KernelEnvironment:
 
     def __init__(self, config: EnvConfig | None = None, *, root: str | Path | None = None) -> None:
         self.config = config or EnvConfig()
-        feedback = FeedbackOptions(
+        feedback = FeedbackOptions.reference() if self.config.parity else FeedbackOptions(
             keep_output_before_error=self.config.keep_output_before_error,
             limit=self.config.output_limit,
         )

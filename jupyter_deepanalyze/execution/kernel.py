@@ -357,7 +357,10 @@ class KernelExecutor:
             duration=loop.time() - started,
         )
         if parity is not None:
-            return parity.result(result, ParityRun.value_from_reply(reply))
+            result = parity.result(result, ParityRun.value_from_reply(reply))
+            if on_output is not None:
+                for output in result.outputs[len(outputs) :]:  # the block's error, for the cell
+                    await _maybe_await(on_output(output))
         return result
 
     async def _next_message(self, wait: float, collector: _OutputCollector) -> dict[str, Any] | None:

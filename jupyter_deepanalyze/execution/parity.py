@@ -39,8 +39,8 @@ def run_like_reference(code: str) -> dict:
 
     ``{"text": ..., "error": None}``, or with ``"error": {"ename", "evalue", "line",
     "traceback"}`` when the block raised. What the block prints also goes on to the current
-    ``sys.stdout``/``sys.stderr`` (the notebook shows it). ``BaseException``\\ s that
-    are not ``Exception`` (an interrupt, ``SystemExit``) propagate, as in the reference.
+    ``sys.stdout``/``sys.stderr`` (the notebook shows it). An interrupt or ``SystemExit``
+    (not an ``Exception``) propagates, as in the reference.
     """
     import contextlib
     import io

@@ -98,3 +98,19 @@ def test_environment_thread_serves_synchronous_callers(table: Path) -> None:
     with EnvironmentThread(EnvConfig(kernels=1)) as thread:
         assert thread.run(run) == "6\n"
         assert thread.run(run) == "6\n"
+
+
+async def test_the_reference_environment_runs_blocks_with_fresh_globals_and_its_text(table: Path) -> None:
+    async with KernelEnvironment(EnvConfig(kernels=1, parity=True, execution_timeout=10)) as env:
+        async with env.episode([table]) as episode:
+            first = await episode.step(TURN.format(code="import sys\nx = 41\nprint('out')\nprint('err', file=sys.stderr)\nx"))
+            assert (first.status, first.feedback) == ("ok", "out\nerr\n")  # no trailing value
+            lost = await episode.step(TURN.format(code="print('lost')\nimport sys\nprint('why', file=sys.stderr)\nprint(x)"))
+            assert lost.status == "error"
+            assert lost.feedback == (
+                "[Error]:\nTraceback (most recent call last):\n"
+                '  File "<string>", line 4, in <module>\n    print(x)\n'
+                "NameError: name 'x' is not defined\nwhy"
+            )
+            cwd = await episode.step(TURN.format(code="print(open('sales.csv').readline().strip())"))
+            assert cwd.feedback == "region,amount\n"
