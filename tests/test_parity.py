@@ -146,6 +146,7 @@ async def test_the_kernel_tells_the_model_what_the_reference_would(tmp_path: Pat
     assert "to stdout" not in expected[4]
     assert expected[6] == "" and expected[7] == "saved\n" and len(expected[8]) > 100_000
     assert expected[9] == "builtins\n"
+    assert expected[13].endswith("line 2, in <module>\n    int('nope')\nKeyError: 'k'")  # the chain's first frame
 
 
 async def test_parity_cells_still_show_their_output_and_error_in_the_notebook(tmp_path: Path) -> None:
