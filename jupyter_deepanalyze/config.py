@@ -27,12 +27,12 @@ from traitlets import (
 )
 from traitlets.config import Configurable
 
-from .protocol import FeedbackOptions
+from .feedback import FeedbackOptions
 
 MODEL_ENV = "DEEPANALYZE_MODEL"
 API_KEY_ENV = "DEEPANALYZE_API_KEY"
 MIN_OUTPUT_LIMIT = 200
-"""A cap below this would leave the model too little to read (0 means no cap)."""
+"""A cap below this would leave the model too little to read (0 or None means no cap)."""
 
 
 class DeepAnalyze(Configurable):
@@ -100,16 +100,17 @@ class DeepAnalyze(Configurable):
     output_limit = Int(
         16000,
         min=0,
+        allow_none=True,
         help=(
             "Characters of execution output sent back to the model (head and tail kept); "
-            "0 sends everything, as the reference does."
+            "0 (or None) sends everything, as the reference does."
         ),
     ).tag(config=True)
 
     @validate("output_limit")
-    def _check_output_limit(self, proposal: Any) -> int:
-        value = int(proposal["value"])
-        if 0 < value < MIN_OUTPUT_LIMIT:
+    def _check_output_limit(self, proposal: Any) -> int | None:
+        value = proposal["value"]
+        if value is not None and 0 < value < MIN_OUTPUT_LIMIT:
             raise TraitError(
                 f"The 'output_limit' trait of a DeepAnalyze instance must be 0 (no cap) or at least "
                 f"{MIN_OUTPUT_LIMIT}, but a value of {value} was specified."
@@ -187,7 +188,8 @@ class DeepAnalyze(Configurable):
     ).tag(config=True)
 
     def feedback_options(self) -> FeedbackOptions:
-        """What the model is told of executions, as these settings say."""
+        """What the model is told of executions, as these settings say: the one place
+        ``FeedbackOptions`` are built from settings (every front door and executor)."""
         if self.parity:
             return FeedbackOptions.reference()
         return FeedbackOptions(
@@ -195,3 +197,18 @@ class DeepAnalyze(Configurable):
             show_results=self.show_results,
             limit=self.output_limit or None,
         )
+
+
+def setting_default(name: str) -> Any:
+    """The default of the ``DeepAnalyze`` setting ``name``, for settings mirrored outside
+    the configurable (training's ``EnvConfig``): defaults live here only."""
+    return DeepAnalyze.class_traits()[name].default_value
+
+
+def default_feedback_options() -> FeedbackOptions:
+    """``FeedbackOptions`` of the default settings (an executor given none uses these)."""
+    return FeedbackOptions(
+        keep_output_before_error=setting_default("keep_output_before_error"),
+        show_results=setting_default("show_results"),
+        limit=setting_default("output_limit") or None,
+    )

@@ -22,7 +22,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from jupyter_deepanalyze.execution.inprocess import InProcessExecutor
 from jupyter_deepanalyze.execution.kernel import KernelExecutor
 from jupyter_deepanalyze.execution.parity import RESULT_NAME
-from jupyter_deepanalyze.protocol import FeedbackOptions
+from jupyter_deepanalyze.feedback import FeedbackOptions
 
 # The reference's execute_code, reproduced as the test oracle: RUC-DataLab/DeepAnalyze,
 # deepanalyze.py, DeepAnalyzeVLLM.execute_code (MIT). It runs in its own process.
@@ -109,7 +109,8 @@ def reference_outputs(blocks: list[str], folder: Path, tmp_path: Path) -> list[s
     script.write_text(ORACLE)
     blocks_file.write_text(json.dumps(blocks))
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    subprocess.run([sys.executable, str(script), str(blocks_file), str(folder), str(out_file)], check=True, env=env, timeout=300)
+    command = [sys.executable, str(script), str(blocks_file), str(folder), str(out_file)]
+    subprocess.run(command, check=True, env=env, timeout=300)
     return json.loads(out_file.read_text())
 
 
@@ -136,11 +137,14 @@ async def test_the_kernel_tells_the_model_what_the_reference_would(tmp_path: Pat
         )
     finally:
         await kernel.shutdown()
-    for block, want, have in zip(BLOCKS, expected, got):
+    for block, want, have in zip(BLOCKS, expected, got, strict=True):
         assert have == want, block
     assert reply["user_expressions"]["left"]["data"]["text/plain"] == "[]"
     # The cases the oracle must really exercise.
-    assert expected[1] == "[Error]:\nTraceback (most recent call last):\n  File \"<string>\", line 1, in <module>\n    print(x)\nNameError: name 'x' is not defined"
+    assert expected[1] == (
+        '[Error]:\nTraceback (most recent call last):\n  File "<string>", line 1, in <module>\n'
+        "    print(x)\nNameError: name 'x' is not defined"
+    )
     assert expected[2] == "after\n<string>:2: UserWarning: careful with that\n"
     assert expected[4].endswith("ZeroDivisionError: division by zero\nto stderr\n<string>:5: UserWarning: late")
     assert "to stdout" not in expected[4]
@@ -194,19 +198,34 @@ async def test_the_magics_executor_tells_the_model_what_the_reference_would(tmp_
             got = [(await executor.execute(block, timeout=60)).feedback for block in blocks]
     finally:
         os.chdir(previous)
-    for block, want, have in zip(blocks, expected, got):
+        plt.close("all")  # the shell is the process's: leave no figure to other tests
+    for block, want, have in zip(blocks, expected, got, strict=True):
         assert have == want, block
     assert not {"x", "df", "f", "value", RESULT_NAME} & set(shell.user_ns)
 
 
-@pytest.mark.parametrize("flag", [["--parity"], []])
-def test_the_cli_parity_flag_sets_the_setting(flag: list[str]) -> None:
-    from jupyter_deepanalyze.cli import _config, build_parser
+@pytest.mark.parametrize("command", [["report"], ["eval", "dabench"]])
+def test_the_parity_flag_is_the_setting(command: list[str], tmp_path: Path) -> None:
+    jupyter = str(Path(sys.executable).parent / "jupyter")
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [jupyter, "deepanalyze", *command, "--parity", "--show-config"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ".parity = True" in done.stdout
 
-    args = build_parser().parse_args(["report", "x.csv", "-q", "Q", "-o", "out.ipynb", *flag])
-    options = _config(args).feedback_options()
-    assert options.parity is bool(flag)
-    assert options == (FeedbackOptions.reference() if flag else FeedbackOptions())
+
+def test_output_limit_zero_sends_everything_and_a_tiny_cap_is_refused() -> None:
+    from traitlets import TraitError
+
+    from jupyter_deepanalyze.config import DeepAnalyze
+
+    assert DeepAnalyze(output_limit=0).feedback_options().limit is None
+    assert DeepAnalyze(output_limit=None).feedback_options().limit is None
+    with pytest.raises(TraitError, match="must be 0 \\(no cap\\) or at least 200"):
+        DeepAnalyze(output_limit=50)
+    assert DeepAnalyze(parity=True, output_limit=500).feedback_options() == FeedbackOptions.reference()
 
 
 WARNING_BLOCKS = [

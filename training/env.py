@@ -8,7 +8,7 @@ and the ``stateless`` one (the namespace cleared before every block), per-block
 timeouts, and ``EnvironmentThread``, which keeps an environment on its own event loop so
 synchronous trainers can drive it.
 
-Must not format feedback itself (``protocol.format_feedback`` does, inside the
+Must not format feedback itself (``feedback.format_feedback`` does, inside the
 executor) nor know about tokens or models.
 """
 
@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jupyter_deepanalyze.config import DeepAnalyze, setting_default
 from jupyter_deepanalyze.execution import DeadKernelError
 from jupyter_deepanalyze.execution.pool import KernelPool, PooledKernel
-from jupyter_deepanalyze.protocol import DataFile, FeedbackOptions, extract_code, first_code_block
+from jupyter_deepanalyze.protocol import DataFile, extract_code, first_code_block
 
 T = TypeVar("T")
 
@@ -48,11 +49,13 @@ class EnvConfig:
     """Clear the namespace before every block, keeping the Jupyter feedback (trailing
     values, figure placeholders). False keeps state between blocks, as the live kernel of
     the product does."""
-    output_limit: int | None = 16000
-    """Characters of output the model sees (head and tail kept); None sends everything."""
-    keep_output_before_error: bool = True
-    """Send what a failing block printed before its ``[Error]:`` line (False: reference parity)."""
-    parity: bool = False
+    output_limit: int | None = setting_default("output_limit")
+    """Characters of output the model sees (head and tail kept); None sends everything
+    (default: ``DeepAnalyze.output_limit``'s)."""
+    keep_output_before_error: bool = setting_default("keep_output_before_error")
+    """Send what a failing block printed before its ``[Error]:`` line (False: reference
+    parity; default: ``DeepAnalyze.keep_output_before_error``'s)."""
+    parity: bool = setting_default("parity")
     """Run every block as the reference's environment did (``execution.parity``: fresh
     globals, stdout then stderr, its ``[Error]:`` form, no cap); overrides
     ``output_limit`` and ``keep_output_before_error``. With ``execution_timeout: 10`` this
@@ -152,10 +155,11 @@ class KernelEnvironment:
 
     def __init__(self, config: EnvConfig | None = None, *, root: str | Path | None = None) -> None:
         self.config = config or EnvConfig()
-        feedback = FeedbackOptions.reference() if self.config.parity else FeedbackOptions(
+        feedback = DeepAnalyze(
+            output_limit=self.config.output_limit,
             keep_output_before_error=self.config.keep_output_before_error,
-            limit=self.config.output_limit,
-        )
+            parity=self.config.parity,
+        ).feedback_options()
         self.pool = KernelPool(
             self.config.kernels, root=root, executor_options={"feedback": feedback}
         )
@@ -202,9 +206,6 @@ class EnvironmentThread:
     def run(self, function: Callable[[KernelEnvironment], Awaitable[T]]) -> T:
         """Run ``function(env)`` on the environment's loop and wait for its result."""
         return self._submit(function(self.env)).result()
-
-    def call_soon(self, coroutine: Awaitable[Any]) -> Future[Any]:
-        return self._submit(coroutine)
 
     def close(self) -> None:
         if not self._thread.is_alive():

@@ -220,7 +220,7 @@ class EpisodeRunner:
         generations = self.generate([item.context for item in active], [self._budget(item) for item in active])
         to_execute: list[_Running] = []
         without_code: list[_Running] = []
-        for item, generation in zip(active, generations):
+        for item, generation in zip(active, generations, strict=True):
             tokens, logprobs = self._cut_at_stop(generation, self._budget(item))
             item.append(tokens, logprobs, 1)
             item.result.turns += 1
@@ -237,7 +237,7 @@ class EpisodeRunner:
             else:
                 item.result.stop_reason = "max_length"
         steps = self._execute(to_execute)
-        for item, step in zip(to_execute, steps):
+        for item, step in zip(to_execute, steps, strict=True):
             if step.executed:
                 self._observe(item, step)
         for item in without_code:

@@ -230,10 +230,10 @@ class TrajectoryReward:
 
     __name__ = "deepanalyze"
 
-    def __init__(self, index: TaskIndex, judge: Judge | None = None, options: RewardOptions = RewardOptions()) -> None:
+    def __init__(self, index: TaskIndex, judge: Judge | None = None, options: RewardOptions | None = None) -> None:
         self.index = index
         self.judge = judge
-        self.options = options
+        self.options = options or RewardOptions()
 
     def __call__(
         self,

@@ -19,9 +19,9 @@ Must not do I/O except inside the judge callable the caller passes.
 
 from __future__ import annotations
 
+import json
 import math
 import re
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal

@@ -90,7 +90,9 @@ def chat_template_text(setting: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"chat_template: cannot read {path} ({exc.strerror}); use 'deepanalyze' or a Jinja file") from None
+        raise ValueError(
+            f"chat_template: cannot read {path} ({exc.strerror}); use 'deepanalyze' or a Jinja file"
+        ) from None
 
 
 def prepare_deepanalyze_model(model_path: str, chat_template: str | None = None) -> tuple[Any, Any]:

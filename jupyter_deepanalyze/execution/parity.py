@@ -11,7 +11,8 @@ gives the ``[Error]:`` block with the stderr text appended and stdout dropped.
 is sent, as it is, to the kernel (``ParityRun.source``), where it runs inside the cell
 so that what the block prints still reaches the notebook. Its result comes back through
 the execute request's ``user_expressions`` (``KernelExecutor``) or the shell's namespace
-(``InProcessExecutor``), and ``ParityRun.result`` turns it into the ``ExecutionResult``.
+(``InProcessExecutor``); ``ParityRun.error_output`` is the block's error for the cell
+and ``ParityRun.result`` turns it all into the ``ExecutionResult``.
 
 Must not change anything when parity is off: executors call in only when their
 ``FeedbackOptions.parity`` is set.
@@ -24,7 +25,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from ..protocol import ExecutionError, format_error
+from ..feedback import ExecutionError, format_error
 from . import ExecutionResult
 
 RESULT_NAME = "__deepanalyze_parity__"
@@ -149,12 +150,27 @@ class ParityRun:
             return None
         return value if isinstance(value, dict) else None
 
-    def result(self, ran: ExecutionResult, value: Mapping[str, Any] | None) -> ExecutionResult:
-        """The execution as the model and the notebook see it, from what the cell did.
+    @staticmethod
+    def error_output(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """The nbformat ``error`` output of the block's own exception (the runner caught
+        it, so the kernel showed none): the traceback as the model reads it, without the
+        stderr text (the cell shows that already). None when the block did not raise."""
+        error = (value or {}).get("error")
+        if not error:
+            return None
+        return {
+            "output_type": "error",
+            "ename": str(error.get("ename", "Error")),
+            "evalue": str(error.get("evalue", "")),
+            "traceback": str(error.get("traceback", "")).strip().splitlines(),
+        }
 
-        ``ran`` is what the executor collected running :attr:`source`; ``value`` the
-        runner's result (None when the cell did not finish: a timeout, an interrupt,
-        ``SystemExit``). The block's own error becomes the cell's ``error`` output.
+    def result(self, ran: ExecutionResult, value: Mapping[str, Any] | None) -> ExecutionResult:
+        """The execution as the model sees it, from what the cell did.
+
+        ``ran`` is what the executor collected running :attr:`source` (with
+        :meth:`error_output` already among its outputs); ``value`` the runner's result
+        (None when the cell did not finish: a timeout, an interrupt, ``SystemExit``).
         """
         if value is None:
             if ran.status in ("timeout", "interrupted") or ran.error is None:
@@ -164,19 +180,8 @@ class ParityRun:
             feedback = format_error(self.code, ran.error.ename, ran.error.evalue, None)
             return dataclasses.replace(ran, feedback=feedback)
         text = str(value.get("text", ""))
-        error = value.get("error")
-        if not error:
+        shown = self.error_output(value)
+        if shown is None:
             return dataclasses.replace(ran, status="ok", feedback=text, error=None)
-        # The notebook shows the block's traceback as the model reads it (the stderr text
-        # is in the cell already).
-        shown = str(error.get("traceback", "")).strip()
-        failure = ExecutionError(str(error.get("ename", "Error")), str(error.get("evalue", "")), tuple(shown.splitlines()))
-        output = {
-            "output_type": "error",
-            "ename": failure.ename,
-            "evalue": failure.evalue,
-            "traceback": list(failure.traceback),
-        }
-        return dataclasses.replace(
-            ran, status="error", feedback=text, error=failure, outputs=[*ran.outputs, output]
-        )
+        error = ExecutionError(shown["ename"], shown["evalue"], tuple(shown["traceback"]))
+        return dataclasses.replace(ran, status="error", feedback=text, error=error)

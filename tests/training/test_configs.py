@@ -62,7 +62,8 @@ def test_the_8b_grpo_config_is_the_reference_recipe() -> None:
 
     config = load_config(GRPOStageConfig, CONFIGS / "8b" / "2b_grpo.yaml")
     accelerate = load_yaml(CONFIGS / "8b" / "accelerate_zero3.yaml")
-    rollouts_per_step = config.per_device_train_batch_size * accelerate["num_processes"] * config.gradient_accumulation_steps
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    rollouts_per_step = per_step * accelerate["num_processes"]
     assert rollouts_per_step // config.num_generations == 256 and config.num_generations == 5
     assert config.rollout == RolloutConfig.reference(max_turns=30, max_completion_length=32768)
     assert config.env.parity and config.env.execution_timeout == 10

@@ -103,9 +103,11 @@ def test_environment_thread_serves_synchronous_callers(table: Path) -> None:
 async def test_the_reference_environment_runs_blocks_with_fresh_globals_and_its_text(table: Path) -> None:
     async with KernelEnvironment(EnvConfig(kernels=1, parity=True, execution_timeout=10)) as env:
         async with env.episode([table]) as episode:
-            first = await episode.step(TURN.format(code="import sys\nx = 41\nprint('out')\nprint('err', file=sys.stderr)\nx"))
+            code = "import sys\nx = 41\nprint('out')\nprint('err', file=sys.stderr)\nx"
+            first = await episode.step(TURN.format(code=code))
             assert (first.status, first.feedback) == ("ok", "out\nerr\n")  # no trailing value
-            lost = await episode.step(TURN.format(code="print('lost')\nimport sys\nprint('why', file=sys.stderr)\nprint(x)"))
+            code = "print('lost')\nimport sys\nprint('why', file=sys.stderr)\nprint(x)"
+            lost = await episode.step(TURN.format(code=code))
             assert lost.status == "error"
             assert lost.feedback == (
                 "[Error]:\nTraceback (most recent call last):\n"

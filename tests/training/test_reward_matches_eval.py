@@ -38,7 +38,8 @@ def variants(value: str) -> st.SearchStrategy[str]:
     except ValueError:
         pass
     else:
-        forms += [f"{number:,.2f}", f"{number:.1f}", f"{number:e}", str(int(number)) if number.is_integer() else f"{number + 1e-7}"]
+        nearby = str(int(number)) if number.is_integer() else f"{number + 1e-7}"
+        forms += [f"{number:,.2f}", f"{number:.1f}", f"{number:e}", nearby]
     return st.sampled_from(forms) | st.text(alphabet="0123456789.,-%eE abcXYZ_", max_size=8)
 
 

@@ -33,6 +33,9 @@ FAILED_THEN_FIXED = (
 )
 
 
+REFERENCE = RewardOptions.reference()
+
+
 class ScriptedJudge:
     """Replies with the next scripted text and records the prompts it saw."""
 
@@ -166,10 +169,13 @@ def test_qa_exact_match_is_the_references_string_equality() -> None:
 
 
 def test_the_reference_averages_the_five_report_dimensions_in_separately() -> None:
-    reply = 'Weak on richness.\n```json\n{"usefulness": 5, "richness": 2, "soundness": 4, "interpretability": 3, "readability": 5,}\n```'
+    reply = (
+        'Weak on richness.\n```json\n{"usefulness": 5, "richness": 2, "soundness": 4, '
+        '"interpretability": 3, "readability": 5,}\n```'
+    )
     judge = ScriptedJudge(reply)
     result = score_trajectory(
-        FAILED_THEN_FIXED, RewardSpec(kind="research"), judge=judge, question="Report", options=RewardOptions.reference()
+        FAILED_THEN_FIXED, RewardSpec(kind="research"), judge=judge, question="Report", options=REFERENCE
     )
     dimensions = [1.0, 0.4, 0.8, 0.6, 1.0]
     # Seven parts: five dimensions, the code success share (1 of 2) and the turn bonus (3 turns).
@@ -177,7 +183,7 @@ def test_the_reference_averages_the_five_report_dimensions_in_separately() -> No
     assert result.judged == pytest.approx(sum(dimensions) / 5)
     assert all(name in judge.prompts[0] for name in REPORT_DIMENSIONS)
     unreadable = score_trajectory(
-        FAILED_THEN_FIXED, RewardSpec(kind="research"), judge=ScriptedJudge("no JSON"), options=RewardOptions.reference()
+        FAILED_THEN_FIXED, RewardSpec(kind="research"), judge=ScriptedJudge("no JSON"), options=REFERENCE
     )
     assert unreadable.parts["judged"] == 0.0 and unreadable.reward == pytest.approx((0.0 + 0.5 + 0.3) / 3)
     assert parse_dimension_scores('{"usefulness": 5}') is None
@@ -196,5 +202,7 @@ def test_the_code_success_share_is_left_out_when_nothing_ran_as_the_reference_do
 
 
 def test_answer_tags_printed_by_code_are_not_the_models() -> None:
-    printed = "<Analyze>a</Analyze><Code>print('<Answer>1</Answer>')</Code>\n<Execute>\n<Answer>1</Answer>\n</Execute>\n"
+    printed = (
+        "<Analyze>a</Analyze><Code>print('<Answer>1</Answer>')</Code>\n<Execute>\n<Answer>1</Answer>\n</Execute>\n"
+    )
     assert final_answer(printed) is None and not format_ok(printed)
