@@ -68,20 +68,24 @@ print(df.shape)
 display(df.head(3))
 df['success'].mean()"""
 
-PROGRESS = """from IPython.display import Markdown, clear_output, display
+PROGRESS = """import time
+
+from IPython.display import Markdown, clear_output, display
 
 rates = {}
 for number, dept in enumerate(sorted(df['dept'].unique()), start=1):
     clear_output(wait=True)
     print(f'department {number}: {dept}')
     rates[dept] = df[df['dept'] == dept].groupby('treatment')['success'].mean().round(3).to_dict()
-status = display(Markdown('comparing treatments...'), display_id=True)
+    time.sleep(0.5)  # a slow step: the executor forwards each state, so sinks see the clear
+status = display(Markdown('comparing treatments...'), display_id='progress')
+time.sleep(0.5)
 status.update(Markdown('compared within every department'))
 rates"""
 
 FAILING = """print('overall success by treatment:')
 print(df.groupby('treatment')['success'].mean().round(3))
-df['succes'].mean()"""
+rates['overall']"""
 
 PLOT = """import matplotlib.pyplot as plt
 

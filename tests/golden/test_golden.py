@@ -18,10 +18,9 @@ from jupyter_deepanalyze.events import CELL_ROLES, EVENT_TYPES, from_json
 
 from .generate import NOTEBOOK_FILE, RUN_ID, SECOND_RUN_ID, build_notebook, read_events, record
 
-NOT_EMITTED_YET = {"clear_output", "artifacts"}
-"""Event types the golden code triggers but no executor emits yet: ``clear_output`` (and
-display-id outputs) come with the executors' one output model, ``artifacts`` with the
-artifacts snapshot. Regenerate the golden files when they land."""
+NOT_EMITTED_YET = {"artifacts"}
+"""Event types no executor emits yet: ``artifacts`` comes with the artifacts snapshot.
+Regenerate the golden files when it lands."""
 
 
 async def test_recording_the_golden_runs_again_gives_the_committed_events_and_notebook() -> None:
