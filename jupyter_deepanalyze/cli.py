@@ -21,7 +21,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from jupyter_core.application import base_aliases, base_flags
 from traitlets import Bool, Int, List, Unicode
@@ -53,6 +53,12 @@ RUN_ALIASES: dict[str, str] = {
     "max-tokens": "DeepAnalyze.max_tokens",
     "temperature": "DeepAnalyze.temperature",
     "timeout": "DeepAnalyze.execution_timeout",
+}
+RUN_FLAGS: dict[str, Any] = {
+    "parity": (
+        {"DeepAnalyze": {"parity": True}},
+        "Tell the model exactly what the reference loop would (DeepAnalyze.parity).",
+    )
 }
 
 
@@ -153,7 +159,7 @@ ReportApp.aliases = {
     ("o", "output"): "ReportApp.output",
     "kernel": "ReportApp.kernel_name",
 }
-ReportApp.flags = {**base_flags, **flags_of(ReportApp, "html", "force", "demo")}
+ReportApp.flags = {**base_flags, **RUN_FLAGS, **flags_of(ReportApp, "html", "force", "demo")}
 
 
 # ------------------------------------------------------------------------ models
@@ -314,7 +320,7 @@ EvalApp.aliases = {
     **{name: f"EvalApp.{name}" for name in ("data", "ids", "limit", "concurrency", "out")},
     "kernel": "EvalApp.kernel_name",
 }
-EvalApp.flags = {**base_flags, **flags_of(EvalApp, "retry_failed")}
+EvalApp.flags = {**base_flags, **RUN_FLAGS, **flags_of(EvalApp, "retry_failed")}
 
 
 # ------------------------------------------------------------------------- bench

@@ -19,9 +19,11 @@ from traitlets import (
     HasTraits,
     Int,
     List,
+    TraitError,
     TraitType,
     Unicode,
     default,
+    validate,
 )
 from traitlets.config import Configurable
 
@@ -29,6 +31,8 @@ from .feedback import FeedbackOptions
 
 MODEL_ENV = "DEEPANALYZE_MODEL"
 API_KEY_ENV = "DEEPANALYZE_API_KEY"
+MIN_OUTPUT_LIMIT = 200
+"""A cap below this would leave the model too little to read (0 or None means no cap)."""
 
 
 class DeepAnalyze(Configurable):
@@ -95,11 +99,41 @@ class DeepAnalyze(Configurable):
 
     output_limit = Int(
         16000,
-        min=200,
+        min=0,
         allow_none=True,
         help=(
             "Characters of execution output sent back to the model (head and tail kept); "
-            "None sends everything, as the reference does."
+            "0 (or None) sends everything, as the reference does."
+        ),
+    ).tag(config=True)
+
+    @validate("output_limit")
+    def _check_output_limit(self, proposal: Any) -> int | None:
+        value = proposal["value"]
+        if value is not None and 0 < value < MIN_OUTPUT_LIMIT:
+            raise TraitError(
+                f"The 'output_limit' trait of a DeepAnalyze instance must be 0 (no cap) or at least "
+                f"{MIN_OUTPUT_LIMIT}, but a value of {value} was specified."
+            )
+        return value
+
+    show_results = Bool(
+        True,
+        help=(
+            "Tell the model the value of a block's trailing expression and the text of what it "
+            "displays (figures as a one-line placeholder). False reproduces the reference, "
+            "which shows only what was printed."
+        ),
+    ).tag(config=True)
+
+    parity = Bool(
+        False,
+        help=(
+            "Exact parity with the reference loop (deepanalyze.py's execute_code): each block "
+            "runs with fresh globals and the model is told exactly what the reference would tell "
+            "it (stdout then stderr, no trailing value, no figure placeholder, no cap, its "
+            "[Error]: form). For benchmarks and reproducing published numbers; overrides "
+            "keep_output_before_error, show_results and output_limit."
         ),
     ).tag(config=True)
 
@@ -156,8 +190,12 @@ class DeepAnalyze(Configurable):
     def feedback_options(self) -> FeedbackOptions:
         """What the model is told of executions, as these settings say: the one place
         ``FeedbackOptions`` are built from settings (every front door and executor)."""
+        if self.parity:
+            return FeedbackOptions.reference()
         return FeedbackOptions(
-            keep_output_before_error=self.keep_output_before_error, limit=self.output_limit
+            keep_output_before_error=self.keep_output_before_error,
+            show_results=self.show_results,
+            limit=self.output_limit or None,
         )
 
 
@@ -171,5 +209,6 @@ def default_feedback_options() -> FeedbackOptions:
     """``FeedbackOptions`` of the default settings (an executor given none uses these)."""
     return FeedbackOptions(
         keep_output_before_error=setting_default("keep_output_before_error"),
-        limit=setting_default("output_limit"),
+        show_results=setting_default("show_results"),
+        limit=setting_default("output_limit") or None,
     )

@@ -1,8 +1,9 @@
 """What the model is told of an execution: PROTOCOL.md, "What the model sees of an execution".
 
 Owns ``format_feedback`` (stdout with results and displays in their order, then stderr;
-the reference's ``[Error]:`` and ``[Timeout]:`` forms; figures as one-line placeholders;
-the cap with head and tail kept), its switches ``FeedbackOptions`` (the product's values
+the reference's ``[Error]:`` and ``[Timeout]:`` forms; warnings named ``<string>:N:`` as
+its ``exec`` prints them; figures as one-line placeholders; the cap with head and tail
+kept), its switches ``FeedbackOptions`` (the product's values
 come from ``DeepAnalyze.feedback_options()``), ``ExecutionError`` and the helpers that
 read IPython's tracebacks.
 
@@ -30,6 +31,14 @@ class FeedbackOptions:
     keep_output_before_error: bool = True
     show_results: bool = True  # trailing-expression values and display() text
     limit: int | None = None  # characters (head and tail kept); None sends everything
+    parity: bool = False
+    """Run each block as the reference's ``execute_code`` does (``execution.parity``):
+    fresh globals and its exact text. The three switches above are then moot."""
+
+    @classmethod
+    def reference(cls) -> FeedbackOptions:
+        """Exact parity with the reference loop (PROTOCOL.md, "Exact parity")."""
+        return cls(keep_output_before_error=False, show_results=False, limit=None, parity=True)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -52,6 +61,46 @@ def error_line_number(traceback: Sequence[str]) -> int | None:
 # IPython names a cell's source file "1234567.py" (or "<ipython-input-…>"); a SyntaxError
 # message quotes it. The reference ran code through exec(), which says "<string>".
 _CELL_FILENAME = re.compile(r"\((?:\d+\.py|<ipython-input-[^>]*>), line (\d+)\)")
+
+
+# A warning printed while a cell ran: "FILE:N: Category: message" then "  source line".
+# IPython names the cell's file /tmp/ipykernel_PID/HASH.py (ipykernel) or
+# <ipython-input-N-HASH> (a plain IPython shell).
+_CELL_WARNING = re.compile(
+    r"^(?:[^\n]*?[\\/]ipykernel_\d+[\\/]\d+\.py|<ipython-input-\d+-[0-9a-f]+>):(\d+): (?=[A-Za-z_][\w.]*: )",
+    re.MULTILINE,
+)
+
+
+def name_warnings_as_the_block(stderr: str, code: str) -> str:
+    """Warnings read as under the reference's ``exec``: ``<string>:N: Category: message``.
+
+    The kernel's cell file name becomes ``<string>`` and the source line Python prints
+    after the message (the reference's ``exec`` has none to print) is dropped when it is
+    line N of ``code``.
+    """
+    matches = list(_CELL_WARNING.finditer(stderr))
+    if not matches:
+        return stderr
+    lines = code.splitlines()
+    pieces: list[str] = []
+    position = 0
+    for index, match in enumerate(matches):
+        number = int(match.group(1))
+        pieces.append(stderr[position : match.start()])
+        pieces.append(f"<string>:{number}: ")
+        position = match.end()
+        source = lines[number - 1].strip() if 1 <= number <= len(lines) else ""
+        if not source:
+            continue
+        until = matches[index + 1].start() if index + 1 < len(matches) else len(stderr)
+        needle = f"\n  {source}\n"
+        found = stderr.find(needle, position - 1, until)
+        if found != -1:
+            pieces.append(stderr[position : found + 1])
+            position = found + len(needle)
+    pieces.append(stderr[position:])
+    return "".join(pieces)
 
 
 def format_error(code: str, ename: str, evalue: str, line: int | None) -> str:
@@ -144,7 +193,7 @@ def format_feedback(
             stdout.append(text)
         elif kind == "error" and error is None:
             error = ExecutionError(output["ename"], output["evalue"], output.get("traceback", ()))
-    printed = "".join(stdout) + "".join(stderr)
+    printed = "".join(stdout) + name_warnings_as_the_block("".join(stderr), code)
     if error is None and timeout is None:
         return cap_output(printed, options.limit)
     if timeout is not None:

@@ -318,6 +318,20 @@ class Dialect:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
         return messages
 
+    def template_options(self, last_role: str) -> dict[str, bool]:
+        """``apply_chat_template`` flags for a conversation ending with ``last_role``.
+
+        A dialect whose requests fix ``add_generation_prompt`` (the native one: False,
+        as the reference asks vLLM) renders with that value on every path, and the
+        model's own template decides what follows. Otherwise a conversation ending with
+        the assistant continues its message and any other opens an assistant turn.
+        """
+        if "add_generation_prompt" in self.request_extras:
+            return {"add_generation_prompt": bool(self.request_extras["add_generation_prompt"])}
+        if last_role == "assistant":
+            return {"add_generation_prompt": False, "continue_final_message": True}
+        return {"add_generation_prompt": True}
+
     def execute_message(self, output: str) -> dict[str, str]:
         if self.execute_role == "execute":
             return {"role": "execute", "content": output}

@@ -61,15 +61,19 @@ def list_data_files(folder: Path, names: Sequence[str] | None = None) -> list[Da
     """Data files under ``folder`` (or under the given top-level ``names``), sorted by name.
 
     Names are relative to ``folder`` with ``/`` separators, so code running there opens
-    them as written. Hidden files are skipped.
+    them as written. As the reference lists its workspace, every file given is listed,
+    hidden or not; inside folders (which the reference's flat workspace never has) and
+    when listing the whole ``folder``, hidden files and folders are skipped.
     """
     roots = [folder / n for n in names] if names is not None else sorted(folder.iterdir())
     found: list[DataFile] = []
     for root in roots:
+        if names is None and root.name.startswith("."):
+            continue
         candidates = sorted(root.rglob("*")) if root.is_dir() else [root]
         for path in candidates:
-            relative = path.relative_to(folder)
-            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-                found.append(DataFile(relative.as_posix(), path.stat().st_size))
+            below = path.relative_to(root).parts
+            if path.is_file() and not any(part.startswith(".") for part in below):
+                found.append(DataFile(path.relative_to(folder).as_posix(), path.stat().st_size))
     found.sort(key=lambda f: f.name)
     return found[:MAX_LISTED_FILES]

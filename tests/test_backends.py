@@ -192,19 +192,80 @@ async def test_transformers_stops_at_eos_and_drops_its_text(tiny_qwen: Path, tmp
 async def test_transformers_renders_the_execute_role_inside_the_assistant_turn(tiny_qwen: Path) -> None:
     from jupyter_deepanalyze.llm.transformers_local import TransformersModel
 
-    model = TransformersModel(str(tiny_qwen), device="cpu")
+    model = TransformersModel(str(tiny_qwen), device="cpu", dialect="native")
     await model.ready()
-    assert model.dialect.name == "generic"  # the tiny Qwen's name is not DeepAnalyze's
     messages = [
         {"role": "user", "content": "# Instruction\nQ"},
         {"role": "assistant", "content": "<Code>\nprint(1)\n</Code>"},
         {"role": "execute", "content": "1\n"},
     ]
     assert model.render(messages) == (
-        "<|im_start|>user\n# Instruction\nQ<|im_end|>\n"
-        "<|im_start|>assistant\n<Code>\nprint(1)\n</Code>\n<Execute>\n1\n\n</Execute>\n"
+        "<｜begin▁of▁sentence｜><｜User｜># Instruction\nQ<｜Assistant｜>"
+        "<Code>\nprint(1)\n</Code>\n<Execute>\n1\n\n</Execute>\n"
     )
-    assert model.render(messages[:1]).endswith("<|im_start|>assistant\n")
+    assert model.render(messages[:1]).endswith("<｜Assistant｜>")
+    # The generic dialect keeps its own rule: a final assistant message is continued.
+    generic = TransformersModel(str(tiny_qwen), device="cpu")
+    await generic.ready()
+    assert generic.dialect.name == "generic"  # the tiny Qwen's name is not DeepAnalyze's
+    assert generic.render(messages[:2]).endswith("</Code>")
+
+
+# Conversations the agent sends: the first request, after an execution, after an
+# Analyze-only turn, after a follow-up question.
+CONVERSATIONS = [
+    [{"role": "user", "content": "# Instruction\nQ"}],
+    [
+        {"role": "user", "content": "# Instruction\nQ"},
+        {"role": "assistant", "content": "<Analyze>\nLook.\n</Analyze>\n<Code>\nprint(1)\n</Code>"},
+        {"role": "execute", "content": "1\n"},
+    ],
+    [
+        {"role": "user", "content": "# Instruction\nQ"},
+        {"role": "assistant", "content": "<Analyze>\nThink first.\n</Analyze>"},
+    ],
+    [
+        {"role": "user", "content": "# Instruction\nQ"},
+        {"role": "assistant", "content": "<Answer>\nDone.\n</Answer>"},
+        {"role": "user", "content": "# Instruction\nAnd then?"},
+    ],
+]
+
+
+async def test_in_process_prompts_are_what_the_chat_completions_path_asks_a_server_to_render(
+    tiny_qwen: Path,
+) -> None:
+    from transformers import AutoTokenizer
+
+    from jupyter_deepanalyze.llm.chat_template import render_prompt
+    from jupyter_deepanalyze.llm.openai_compat import OpenAICompatModel
+    from jupyter_deepanalyze.llm.transformers_local import TransformersModel
+    from jupyter_deepanalyze.protocol import NATIVE
+
+    from .scripted_llm import ScriptedLLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen)  # DeepSeek-style, knows `execute`
+    in_process = TransformersModel(str(tiny_qwen), device="cpu", dialect="native")
+    await in_process.ready()
+    with ScriptedLLM([ANSWER] * len(CONVERSATIONS)) as llm:
+        client = OpenAICompatModel(llm.url, model_name="DeepAnalyze-8B")
+        try:
+            for messages in CONVERSATIONS:
+                _ = [c async for c in client.stream(messages, GenerationParams())]
+        finally:
+            await client.aclose()
+        bodies = list(llm.requests)
+    for messages, body in zip(CONVERSATIONS, bodies, strict=True):
+        # What vLLM's chat-completions endpoint renders from the request it received.
+        served = tokenizer.apply_chat_template(
+            body["messages"], tokenize=False, add_generation_prompt=body["add_generation_prompt"]
+        )
+        assert body["add_generation_prompt"] is False
+        assert in_process.render(messages) == served
+        assert render_prompt(tokenizer, messages, NATIVE) == served
+        assert render_prompt(tokenizer, messages, NATIVE, tokenize=True) == tokenizer.encode(
+            served, add_special_tokens=False
+        )
 
 
 async def test_an_agent_run_on_the_transformers_backend_writes_the_models_text(

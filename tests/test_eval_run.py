@@ -230,6 +230,25 @@ def test_bad_eval_arguments_get_one_line(scripted_llm, shared, tmp_path: Path) -
     assert llm.requests == []
 
 
+def test_eval_with_parity_tells_the_model_the_references_text_and_keeps_its_results_apart(
+    scripted_llm, shared, tmp_path: Path
+) -> None:
+    failing = "<Code>\n```python\nimport sys\nprint('printed')\nprint('warned', file=sys.stderr)\n1 / 0\n```\n</Code>"
+    llm = scripted_llm([failing, "<Answer>\n@mean_fare[34.65]\n</Answer>"])
+    out = tmp_path / "out"
+    done = evaluate("dabench", "--ids", "0", "--model", llm.url, "--out", str(out), "--parity")
+    assert done.returncode == 0, done.stderr
+    assert llm.requests[1]["messages"][-1] == {
+        "role": "execute",
+        "content": "[Error]:\nTraceback (most recent call last):\n"
+        '  File "<string>", line 4, in <module>\n    1 / 0\nZeroDivisionError: division by zero\nwarned',
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parity"] is True and summary["abq"] == 1.0
+    mixed = evaluate("dabench", "--ids", "0", "--model", llm.url, "--out", str(out))
+    assert mixed.returncode == 2 and "holds results of parity True, not False" in mixed.stderr
+
+
 def test_ctrl_c_stops_the_run_and_leaves_the_running_task_to_resume(scripted_llm, shared, tmp_path: Path) -> None:
     slow = {"mean fare paid": "print('started', flush=True)\nimport time\ntime.sleep(60)",
             '"FamilySize" by summing': RIGHT_FAMILY_SIZE}

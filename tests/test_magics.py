@@ -320,6 +320,37 @@ def test_config_sets_model_and_timeout_and_a_block_past_it_is_interrupted_while_
     assert errors(notebook.cells[2]) == [] and text(notebook.cells[3]) == "completed\n"
 
 
+def test_with_parity_the_models_blocks_get_fresh_globals_and_the_references_text(
+    scripted_llm: Any, tmp_path: Path
+) -> None:
+    llm = scripted_llm(
+        [
+            "<Code>\n```python\nimport sys\nprint('seen')\nprint('warned', file=sys.stderr)\n"
+            "print(df.shape)\n```\n</Code>",
+            "<Code>\n```python\nx = 1\nx + 1\n```\n</Code>",
+            "<Answer>Done.</Answer>",
+        ]
+    )
+    notebook = execute(
+        [
+            "%load_ext jupyter_deepanalyze",
+            FRAME,
+            f'%config DeepAnalyze.model = "{llm.url}"\n%config DeepAnalyze.parity = True',
+            'r = %analyze df "Shape?"',
+            "print(r.status, df.shape, 'x' in dir())",
+        ],
+        tmp_path,
+    )
+    # The block does not see the user's df (fresh globals); stdout is dropped, stderr appended.
+    assert llm.requests[1]["messages"][-1]["content"] == (
+        "[Error]:\nTraceback (most recent call last):\n"
+        '  File "<string>", line 4, in <module>\n    print(df.shape)\n'
+        "NameError: name 'df' is not defined\nwarned"
+    )
+    assert llm.requests[2]["messages"][-1]["content"] == ""  # no trailing value
+    assert text(notebook.cells[4]) == "completed (4, 2) False\n"  # the user's namespace is untouched
+
+
 def test_cleared_and_updated_outputs_show_as_left_and_the_model_is_told_so(
     scripted_llm: Any, tmp_path: Path
 ) -> None:

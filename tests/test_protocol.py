@@ -223,6 +223,23 @@ def test_an_unknown_error_line_leaves_out_the_file_lines() -> None:
     )
 
 
+def test_warnings_read_as_exec_prints_them_whatever_the_cell_file() -> None:
+    code = "import warnings\nwarnings.warn('a')\nvalue = helper()\n"
+    stderr = (
+        "<ipython-input-4-6f2a1b>:2: UserWarning: a\n  warnings.warn('a')\n"
+        "/tmp/ipykernel_77/1234.py:3: FutureWarning: two\nlines\n  value = helper()\n"
+        "/tmp/ipykernel_77/999.py:40: RuntimeWarning: from an earlier cell\n  other_cell()\n"
+        "/usr/lib/python3/site.py:1: UserWarning: a library's own file stays\n"
+    )
+    outputs = [{"output_type": "stream", "name": "stderr", "text": stderr}]
+    assert format_feedback(code, outputs) == (
+        "<string>:2: UserWarning: a\n"
+        "<string>:3: FutureWarning: two\nlines\n"
+        "<string>:40: RuntimeWarning: from an earlier cell\n  other_cell()\n"
+        "/usr/lib/python3/site.py:1: UserWarning: a library's own file stays\n"
+    )
+
+
 def _png(width: int, height: int) -> str:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + header

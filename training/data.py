@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_deepanalyze.protocol import build_first_message
+from jupyter_deepanalyze.llm.chat_template import render_prompt
+from jupyter_deepanalyze.protocol import NATIVE, build_first_message
 from jupyter_deepanalyze.workspace import list_data_files
 
 from .rewards import RewardSpec
@@ -126,12 +127,16 @@ def tokenize_trajectory(messages: Sequence[Mapping[str, str]], tokenizer: Any) -
     the full rendering, so the tokens are exactly those of the rendered conversation.
     """
     first_assistant = next(i for i, m in enumerate(messages) if m["role"] in ("assistant", "execute"))
-    prompt = tokenizer.apply_chat_template(
-        list(messages[:first_assistant]), tokenize=False, add_generation_prompt=True
-    )
+    # The prompt as the model sees it when serving (the native rule of every path).
+    prompt = render_prompt(tokenizer, messages[:first_assistant], NATIVE)
     text = tokenizer.apply_chat_template(list(messages), tokenize=False)
     if not text.startswith(prompt):
         raise DataError("the chat template renders the prompt differently inside the conversation")
+    if any(m["role"] == "execute" for m in messages) and "<Execute>" not in text[len(prompt) :]:
+        raise DataError(
+            "the chat template does not render 'execute' messages: put the executions inside the "
+            "assistant message, or give the stage a chat_template that knows the role"
+        )
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     excluded = [(m.start(), m.end()) for m in EXECUTE_SPAN.finditer(text, len(prompt))]
     eos = tokenizer.eos_token

@@ -2,10 +2,11 @@
 
 Owns ``KernelEnvironment`` (a warm ``KernelPool`` from the core, one kernel per episode,
 its namespace reset between episodes), ``KernelEpisode.step`` (run the first ``<Code>``
-block of a model turn, return the feedback the model sees), the ``stateless`` option
-(clear the namespace before every block, as the reference's training environment ran
-each block with fresh globals), per-block timeouts, and ``EnvironmentThread``, which
-keeps an environment on its own event loop so synchronous trainers can drive it.
+block of a model turn, return the feedback the model sees), the ``parity`` option (each
+block run with fresh globals and told as the reference's training environment told it)
+and the ``stateless`` one (the namespace cleared before every block), per-block
+timeouts, and ``EnvironmentThread``, which keeps an environment on its own event loop so
+synchronous trainers can drive it.
 
 Must not format feedback itself (``feedback.format_feedback`` does, inside the
 executor) nor know about tokens or models.
@@ -45,14 +46,20 @@ class EnvConfig:
     execution_timeout: float = 30.0
     """Seconds one code block may run before the kernel is interrupted."""
     stateless: bool = False
-    """Clear the namespace before every block (the reference's training distribution).
-    False keeps state between blocks, as the live kernel of the product does."""
+    """Clear the namespace before every block, keeping the Jupyter feedback (trailing
+    values, figure placeholders). False keeps state between blocks, as the live kernel of
+    the product does."""
     output_limit: int | None = setting_default("output_limit")
     """Characters of output the model sees (head and tail kept); None sends everything
     (default: ``DeepAnalyze.output_limit``'s)."""
     keep_output_before_error: bool = setting_default("keep_output_before_error")
     """Send what a failing block printed before its ``[Error]:`` line (False: reference
     parity; default: ``DeepAnalyze.keep_output_before_error``'s)."""
+    parity: bool = setting_default("parity")
+    """Run every block as the reference's environment did (``execution.parity``: fresh
+    globals, stdout then stderr, its ``[Error]:`` form, no cap); overrides
+    ``output_limit`` and ``keep_output_before_error``. With ``execution_timeout: 10`` this
+    is the reference's training environment."""
 
     def __post_init__(self) -> None:
         if self.kernels < 1:
@@ -151,6 +158,7 @@ class KernelEnvironment:
         feedback = DeepAnalyze(
             output_limit=self.config.output_limit,
             keep_output_before_error=self.config.keep_output_before_error,
+            parity=self.config.parity,
         ).feedback_options()
         self.pool = KernelPool(
             self.config.kernels, root=root, executor_options={"feedback": feedback}

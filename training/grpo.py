@@ -26,7 +26,7 @@ from .data import RLTask, by_difficulty, load_rl_tasks, task_first_message
 from .env import EnvConfig, EnvironmentThread
 from .episode import EpisodeResult, EpisodeRunner, EpisodeSpec, RolloutConfig
 from .generation import HFGenerate, SamplingConfig, VLLMColocateGenerate, VLLMServerGenerate
-from .rewards import Judge, openai_judge, score_trajectory
+from .rewards import Judge, RewardOptions, openai_judge, score_trajectory
 from .sft import FINAL_DIR, device_arguments, lora_config, resolve_model, save_final
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ class GRPOStageConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     judge: JudgeConfig | None = None
     """None: rewards without the judged parts."""
+    reward: RewardOptions = field(default_factory=RewardOptions)
+    """How trajectories are scored where we and the reference differ (``rewards.RewardOptions``)."""
     generation: Literal["auto", "hf", "vllm-colocate", "vllm-server"] = "auto"
     """Rollout engine; ``auto`` is ``hf`` unless ``trainer.use_vllm`` is set."""
     generation_batch_size: int = 8
@@ -194,8 +196,8 @@ class KernelRollout:
         for number, prompt in enumerate(prompts):
             task = self.index.for_prompt(prompt)
             # The episode's working folder: unique per process and episode, safe as a file name.
-            episode = f"{task.id}-{trainer.accelerator.process_index}-{self.episodes_run + number}"
-            name = re.sub(r"[^\w.-]", "_", episode)
+            label = f"{task.id}-{trainer.accelerator.process_index}-{self.episodes_run + number}"
+            name = re.sub(r"[^\w.-]", "_", label)
             specs.append(EpisodeSpec(self._runner.prompt_ids(prompt_text(prompt)), self.index.files(task), name))
         self.episodes_run += len(specs)
         results = self._runner.run(specs)
@@ -206,6 +208,7 @@ class KernelRollout:
             "env_mask": [r.completion_mask for r in results],
             "trajectory": [r.text for r in results],
             "feedbacks": [r.feedbacks for r in results],
+            "code_results": [r.code_results for r in results],
             "turns": [r.turns for r in results],
             "episode": [episode_summary(r) for r in results],
         }
@@ -234,9 +237,10 @@ class TrajectoryReward:
 
     __name__ = "deepanalyze"
 
-    def __init__(self, index: TaskIndex, judge: Judge | None = None) -> None:
+    def __init__(self, index: TaskIndex, judge: Judge | None = None, options: RewardOptions | None = None) -> None:
         self.index = index
         self.judge = judge
+        self.options = options or RewardOptions()
 
     def __call__(
         self,
@@ -245,13 +249,14 @@ class TrajectoryReward:
         task_id: list[str],
         trajectory: list[str],
         feedbacks: list[list[str]],
+        code_results: list[list[bool]],
         turns: list[int],
         episode: list[dict[str, float]],
         log_metric: Any = None,
         **_: Any,
     ) -> list[float]:
         rewards, format_ok, answers = [], [], []
-        for tid, text, fbs, count in zip(task_id, trajectory, feedbacks, turns, strict=True):
+        for tid, text, fbs, passed, count in zip(task_id, trajectory, feedbacks, code_results, turns, strict=True):
             task = self.index.tasks[tid]
             breakdown = score_trajectory(
                 text,
@@ -259,8 +264,10 @@ class TrajectoryReward:
                 ground_truth=task.ground_truth,
                 question=task.question,
                 feedbacks=fbs,
+                code_results=passed,
                 turns=count,
                 judge=self.judge,
+                options=self.options,
             )
             rewards.append(breakdown.reward)
             format_ok.append(float(breakdown.format_ok))
@@ -329,7 +336,7 @@ def run_grpo(config: GRPOStageConfig, *, callbacks: Sequence[Any] = ()) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     tasks, bases = load_rl_tasks(config.tasks)
     index = TaskIndex(tasks, bases)
-    reward = TrajectoryReward(index, make_judge(config.judge))
+    reward = TrajectoryReward(index, make_judge(config.judge), config.reward)
     with EnvironmentThread(config.env) as environment:
         rollout = KernelRollout(config, index, tokenizer, environment)
         trainer = GRPOTrainer(

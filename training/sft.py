@@ -62,8 +62,13 @@ class SFTStageConfig:
     (``r``, ``lora_alpha``, ``target_modules``, …). None trains the full model."""
     prepare_base: bool = False
     """Starting from a base model (e.g. DeepSeek-R1-0528-Qwen3-8B): add the ten tags as
-    tokens (embeddings resized, new rows initialised at the mean), set the DeepAnalyze chat
-    template and ``<|im_end|>`` as EOS, when the tokenizer lacks them."""
+    tokens (embeddings resized, new rows initialised at the mean) when the tokenizer lacks
+    them. The base model's own chat template and end-of-sentence token stay, as the
+    reference trained (ms-swift's ``deepseek_r1`` template is the base's layout)."""
+    chat_template: str | None = None
+    """Replace the tokenizer's chat template for this stage and the model it saves:
+    ``deepanalyze`` (DeepSeek's layout plus the ``execute`` role inside the assistant turn,
+    ``tiny.CHAT_TEMPLATE``) or the path of a Jinja file. None keeps the model's own."""
     trainer: dict[str, Any] = field(default_factory=dict)
     """Further ``trl.SFTConfig`` fields as they are (``bf16``, ``gradient_checkpointing``,
     ``deepspeed``, ``save_steps``, ``report_to``, …)."""
@@ -75,35 +80,48 @@ class SFTStageConfig:
             raise ValueError(f"max_length is too small: {self.max_length}")
 
 
-def prepare_deepanalyze_model(model_path: str) -> tuple[Any, Any]:
+def chat_template_text(setting: str) -> str:
+    """The template a ``chat_template`` setting names: ``deepanalyze`` or a Jinja file."""
+    from .tiny import CHAT_TEMPLATE
+
+    if setting == "deepanalyze":
+        return CHAT_TEMPLATE
+    path = Path(setting).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(
+            f"chat_template: cannot read {path} ({exc.strerror}); use 'deepanalyze' or a Jinja file"
+        ) from None
+
+
+def prepare_deepanalyze_model(model_path: str, chat_template: str | None = None) -> tuple[Any, Any]:
     """The tokenizer and model (or its path, when nothing had to change) with DeepAnalyze's vocabulary.
 
-    Adds the tags missing from the tokenizer, resizes the embeddings to match, and sets the
-    chat template that renders the ``execute`` role inside the assistant turn.
+    Adds the tags missing from the tokenizer and resizes the embeddings to match. The
+    model's chat template and end token are kept (``chat_template`` replaces the
+    template when given); a tokenizer without any template is refused.
     """
     from tokenizers import AddedToken
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .tiny import CHAT_TEMPLATE, IM_END, TAG_TOKENS
+    from .tiny import TAG_TOKENS
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template_text(chat_template)
+    if not tokenizer.chat_template:
+        raise ValueError(f"{model_path}: the tokenizer has no chat template; set chat_template")
+    if tokenizer.eos_token is None:
+        raise ValueError(f"{model_path}: the tokenizer has no end-of-sentence token")
     vocabulary = tokenizer.get_vocab()
     missing = [tag for tag in TAG_TOKENS if tag not in vocabulary]
-    if IM_END not in vocabulary:
-        raise ValueError(f"{model_path}: the tokenizer has no {IM_END} token (DeepAnalyze's end of turn)")
-    if not missing and tokenizer.chat_template == CHAT_TEMPLATE:
+    if not missing:
         return tokenizer, model_path
     tokenizer.add_tokens([AddedToken(tag, special=False, normalized=False) for tag in missing])
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.eos_token = IM_END
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto")
-    if missing:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-    eos_id = tokenizer.convert_tokens_to_ids(IM_END)
-    model.config.eos_token_id = eos_id
-    if model.generation_config is not None:
-        model.generation_config.eos_token_id = eos_id
-    log.info("%s: added %d tag tokens and the DeepAnalyze chat template", model_path, len(missing))
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    log.info("%s: added %d tag tokens", model_path, len(missing))
     return tokenizer, model
 
 
@@ -167,9 +185,11 @@ def run_sft(config: SFTStageConfig, *, callbacks: Sequence[Any] = ()) -> Path:
     output_dir = Path(config.output_dir)
     model: Any = model_path
     if config.prepare_base:
-        tokenizer, model = prepare_deepanalyze_model(model_path)
+        tokenizer, model = prepare_deepanalyze_model(model_path, config.chat_template)
     else:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if config.chat_template is not None:
+            tokenizer.chat_template = chat_template_text(config.chat_template)
     rows = load_sft_rows(config.data)
     train_dataset = tokenized_dataset(rows, tokenizer, config.dataset_num_proc)
     arguments = {

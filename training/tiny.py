@@ -1,9 +1,10 @@
 """A tiny Qwen3-architecture model and tokenizer, built locally in seconds, no hub access.
 
 Owns ``build_tiny_model(path) -> path``: a byte-level BPE tokenizer trained on a small
-built-in corpus, with the ten DeepAnalyze tags and the ChatML markers as single tokens,
-a chat template that renders the ``execute`` role inside the assistant turn as
-DeepAnalyze's does, and a randomly initialised ``Qwen3ForCausalLM`` a few hundred
+built-in corpus, with the ten DeepAnalyze tags and DeepSeek's turn markers
+(``<｜User｜>``, ``<｜Assistant｜>``, ``<｜end▁of▁sentence｜>`` as EOS) as single tokens, a
+DeepSeek-style chat template that renders the ``execute`` role inside the assistant turn
+as DeepAnalyze's does, and a randomly initialised ``Qwen3ForCausalLM`` a few hundred
 thousand parameters large. The result is an ordinary ``save_pretrained`` folder that
 ``AutoTokenizer``/``AutoModelForCausalLM`` load; it is cached by the build's settings.
 
@@ -26,34 +27,44 @@ from jupyter_deepanalyze.protocol import TAGS
 TAG_TOKENS: tuple[str, ...] = tuple(t for tag in TAGS for t in (f"<{tag}>", f"</{tag}>"))
 """The ten DeepAnalyze tags, each one token in the tiny vocabulary (as in the 8B's)."""
 
-IM_START, IM_END, END_OF_TEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+BOS, EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+USER, ASSISTANT, PAD = "<｜User｜>", "<｜Assistant｜>", "<｜▁pad▁｜>"
+"""DeepSeek's turn markers, as DeepSeek-R1-0528-Qwen3-8B (DeepAnalyze's base) has them."""
 
-CHAT_TEMPLATE = (
+BASE_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages if message.role == 'system' -%}{{ message.content }}{%- endfor -%}"
     "{%- for message in messages -%}"
-    "{%- set previous = messages[loop.index0 - 1].role if not loop.first else none -%}"
-    "{%- set following = messages[loop.index0 + 1].role if not loop.last else none -%}"
-    "{%- if message.role in ['system', 'user'] -%}"
-    "{{ '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
-    "{%- elif message.role in ['assistant', 'execute'] -%}"
-    # Assistant and execute messages in a row are one assistant turn.
-    "{%- if previous not in ['assistant', 'execute'] -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
-    "{%- if message.role == 'execute' -%}"
-    "{{ '\\n<Execute>\\n' + message.content + '\\n</Execute>\\n' }}"
-    "{%- else -%}{{ message.content }}{%- endif -%}"
-    # The turn stays open after an execution: the model continues it.
-    "{%- if message.role == 'assistant' and following not in ['assistant', 'execute'] -%}"
-    "{{ '<|im_end|>\\n' }}"
-    "{%- endif -%}"
+    "{%- if message.role == 'user' -%}{{ '<｜User｜>' + message.content + '<｜Assistant｜>' }}"
+    "{%- elif message.role == 'assistant' -%}{{ message.content + '<｜end▁of▁sentence｜>' }}"
     "{%- endif -%}"
     "{%- endfor -%}"
-    "{%- if add_generation_prompt and messages[-1].role in ['system', 'user'] -%}"
-    "{{ '<|im_start|>assistant\\n' }}"
-    "{%- endif -%}"
+    "{%- if add_generation_prompt and messages[-1].role == 'assistant' -%}{{ '<｜Assistant｜>' }}{%- endif -%}"
 )
-"""ChatML turns; ``{"role": "execute", "content": OUT}`` renders as
-``\\n<Execute>\\nOUT\\n</Execute>\\n`` inside the assistant's turn, which stays open after
-it, so [assistant, execute, assistant] renders exactly like one assistant message holding
-the whole tagged trajectory (the SFT layout)."""
+"""A base model's DeepSeek-style template: ``<｜User｜>…<｜Assistant｜>…<｜end▁of▁sentence｜>``
+(ms-swift's ``deepseek_r1`` layout, which the reference trained on). It knows no
+``execute`` role."""
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages if message.role == 'system' -%}{{ message.content }}{%- endfor -%}"
+    "{%- for message in messages -%}"
+    "{%- set following = messages[loop.index0 + 1].role if not loop.last else none -%}"
+    "{%- if message.role == 'user' -%}{{ '<｜User｜>' + message.content + '<｜Assistant｜>' }}"
+    "{%- elif message.role == 'assistant' -%}{{ message.content }}"
+    # An execution continues the assistant's turn: no end of sentence before it.
+    "{%- if following != 'execute' -%}{{ '<｜end▁of▁sentence｜>' }}{%- endif -%}"
+    "{%- elif message.role == 'execute' -%}{{ '\\n<Execute>\\n' + message.content + '\\n</Execute>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt and messages[-1].role == 'assistant' -%}{{ '<｜Assistant｜>' }}{%- endif -%}"
+)
+"""The base template plus DeepAnalyze's ``execute`` role: ``{"role": "execute", "content":
+OUT}`` renders as ``\\n<Execute>\\nOUT\\n</Execute>\\n`` inside the assistant's turn, which
+stays open after it, so [user, assistant, execute, assistant] renders exactly like [user,
+one assistant message holding the whole tagged trajectory] (the SFT layout). Rendered with
+``add_generation_prompt=False`` (the native rule), a conversation ending with a user
+message or an execution leaves the assistant's turn open for the model."""
 
 _CORPUS = r"""
 # Instruction
@@ -122,10 +133,10 @@ class TinySpec:
     head_dim: int = 16
     max_position_embeddings: int = 8192
     seed: int = 0
-    version: int = 1  # bump when the corpus, template or layout changes
+    version: int = 2  # bump when the corpus, template or layout changes
 
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True) + CHAT_TEMPLATE + _CORPUS
+        text = json.dumps(asdict(self), sort_keys=True) + BASE_CHAT_TEMPLATE + CHAT_TEMPLATE + _CORPUS
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -146,10 +157,12 @@ def is_built(path: str | Path, spec: TinySpec = TinySpec()) -> bool:
 
 
 def build_tiny_tokenizer(spec: TinySpec = TinySpec(), *, tags: bool = True):
-    """A ``PreTrainedTokenizerFast``: byte-level BPE, tags and ChatML markers as single tokens.
+    """A ``PreTrainedTokenizerFast``: byte-level BPE, DeepSeek's markers as special tokens.
 
-    ``tags=False`` leaves out the DeepAnalyze tags and the chat template, as a base
-    model's tokenizer would (to test adding them).
+    With ``tags`` (the default) the ten DeepAnalyze tags are single tokens and the chat
+    template knows the ``execute`` role, as DeepAnalyze-8B's does. ``tags=False`` is a
+    base model's tokenizer (DeepSeek-R1-0528-Qwen3-8B's layout): no tags, and a template
+    without ``execute`` (to test adding them).
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -157,7 +170,7 @@ def build_tiny_tokenizer(spec: TinySpec = TinySpec(), *, tags: bool = True):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    markers = [END_OF_TEXT, IM_START, IM_END]
+    markers = [BOS, EOS, USER, ASSISTANT, PAD]
     trainer = trainers.BpeTrainer(
         vocab_size=spec.vocab_size - len(markers) - len(TAG_TOKENS),
         special_tokens=markers,
@@ -171,14 +184,14 @@ def build_tiny_tokenizer(spec: TinySpec = TinySpec(), *, tags: bool = True):
         tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        eos_token=IM_END,
-        pad_token=END_OF_TEXT,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
         unk_token=None,
         padding_side="left",
         model_max_length=spec.max_position_embeddings,
     )
-    if tags:
-        fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = CHAT_TEMPLATE if tags else BASE_CHAT_TEMPLATE
     return fast
 
 
@@ -195,8 +208,9 @@ def build_tiny_model(path: str | Path | None = None, *, spec: TinySpec = TinySpe
     if not force and is_built(target, spec):
         return target
     tokenizer = build_tiny_tokenizer(spec)
-    eos_id = tokenizer.convert_tokens_to_ids(IM_END)
-    pad_id = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
+    bos_id = tokenizer.convert_tokens_to_ids(BOS)
+    eos_id = tokenizer.convert_tokens_to_ids(EOS)
+    pad_id = tokenizer.convert_tokens_to_ids(PAD)
     config = Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,
@@ -209,7 +223,7 @@ def build_tiny_model(path: str | Path | None = None, *, spec: TinySpec = TinySpe
         tie_word_embeddings=True,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
-        bos_token_id=None,
+        bos_token_id=bos_id,
     )
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(spec.seed)

@@ -185,7 +185,8 @@ class EvalRunner:
         Returns the tasks still to run (resume: finished ones are skipped).
         """
         self.out.mkdir(parents=True, exist_ok=True)
-        identity = {"benchmark": self.benchmark.name, "model": self.model.name}
+        # Results with and without parity are not comparable: one folder holds one kind.
+        identity = {"benchmark": self.benchmark.name, "model": self.model.name, "parity": bool(self.config.parity)}
         run_file = self.out / RUN_FILE
         if run_file.exists():
             try:
@@ -238,6 +239,7 @@ class EvalRunner:
             self.tasks,
             self.records,
             model=self.model.name or self.model.spec,
+            parity=bool(self.config.parity),
             timings={
                 "wall_s": finished - started,
                 "pool_start_s": self.pool_start_s,

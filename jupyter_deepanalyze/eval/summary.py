@@ -56,6 +56,7 @@ def summarize(
     *,
     model: str,
     timings: Mapping[str, float],
+    parity: bool = False,
 ) -> dict[str, Any]:
     """The summary of the selected ``tasks`` that have a record (finished ones)."""
     done = [(task, records[task.id]) for task in tasks if task.id in records]
@@ -75,6 +76,7 @@ def summarize(
         "benchmark": benchmark.name,
         "data": str(benchmark.data_dir),
         "model": model,
+        "parity": parity,
         "n": metrics.n,
         "selected": len(tasks),
         "complete": metrics.n == len(tasks),

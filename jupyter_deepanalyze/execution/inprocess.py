@@ -38,6 +38,8 @@ from ..outputs import OutputChange, OutputSync
 from . import ExecutionFailure, ExecutionResult, OutputCallback
 from .capture import BlockCapture, capture_new_figures, open_figures, to_completion
 from .kernel import MAX_STREAM_CHARS
+from .parity import RESULT_NAME as PARITY_RESULT_NAME
+from .parity import ParityRun
 from .shell_thread import (
     KeyboardInterruptInCall,
     ShellThreadClosed,
@@ -190,7 +192,8 @@ class InProcessExecutor:
                     # store_history=False: the user's In/Out, `_` and execution counter stay
                     # the user's, and ipykernel, which numbers the magic's own cell from the
                     # counter when it finishes, keeps numbering it right.
-                    run = self.shell.run_cell(code, store_history=False, silent=False)
+                    source = ParityRun(code).source if self.feedback.parity else code
+                    run = self.shell.run_cell(source, store_history=False, silent=False)
                     capture_new_figures(capture, before)
                 finally:
                     # An interrupt sent just before the block ended may land in here.
@@ -222,6 +225,13 @@ class InProcessExecutor:
         raised = escaped
         if run is not None and raised is None:
             raised = run.error_in_exec or run.error_before_exec
+        parity = ParityRun(code) if self.feedback.parity else None
+        parity_value = None
+        if parity is not None:
+            value = self.shell.user_ns.pop(PARITY_RESULT_NAME, None)
+            parity_value = value if isinstance(value, dict) else None
+            if (shown := parity.error_output(parity_value)) is not None:
+                capture.handle("error", shown)  # the block's own error, in the cell
         interrupted = isinstance(raised, KeyboardInterrupt)
         errors = capture.errors
         error = errors[0] if errors else None
@@ -245,7 +255,7 @@ class InProcessExecutor:
         feedback = format_feedback(
             code, outputs, error=error, timeout=timeout if timed_out else None, options=self.feedback
         )
-        return ExecutionResult(
+        result = ExecutionResult(
             status=status,
             outputs=outputs,
             execution_count=None,
@@ -253,6 +263,7 @@ class InProcessExecutor:
             error=error,
             duration=duration,
         )
+        return parity.result(result, parity_value) if parity else result
 
 
 async def _forward(changes: list[OutputChange], on_output: OutputCallback | None) -> None:

@@ -29,6 +29,7 @@ from ..config import default_feedback_options
 from ..feedback import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from ..outputs import OutputAccumulator, OutputSync
 from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
+from .parity import ParityRun
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,14 @@ class KernelExecutor:
         started = loop.time()
         outputs = OutputAccumulator(stream_limit=self.max_stream_chars)
         forward = _Forwarder(outputs, on_output)
-        msg_id = self.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        parity = ParityRun(code) if self.feedback.parity else None
+        msg_id = self.client.execute(
+            parity.source if parity else code,
+            store_history=True,
+            allow_stdin=False,
+            stop_on_error=False,
+            user_expressions=parity.user_expressions if parity else None,
+        )
         deadline = started + timeout if timeout else None
         timed_out = False
         execution_count: int | None = None
@@ -294,6 +302,10 @@ class KernelExecutor:
         reply = await self._reply(msg_id, timeout=5.0, required=False)
         if reply.get("execution_count") is not None:
             execution_count = reply["execution_count"]
+        parity_value = ParityRun.value_from_reply(reply) if parity else None
+        if parity and (shown := parity.error_output(parity_value)) is not None:
+            outputs.add(shown)  # the block's own error, in the cell
+            await forward.send()
         error = next(
             (ExecutionError(o["ename"], strip_ansi(o["evalue"]), tuple(o["traceback"])) for o in outputs.errors),
             None,
@@ -313,7 +325,7 @@ class KernelExecutor:
             timeout=timeout if timed_out else None,
             options=self.feedback,
         )
-        return ExecutionResult(
+        result = ExecutionResult(
             status=status,
             outputs=outputs.outputs,
             execution_count=execution_count,
@@ -321,6 +333,7 @@ class KernelExecutor:
             error=error,
             duration=loop.time() - started,
         )
+        return parity.result(result, parity_value) if parity else result
 
     async def _next_message(self, wait: float) -> dict[str, Any] | None:
         """The next iopub message, or None after ``wait`` seconds."""

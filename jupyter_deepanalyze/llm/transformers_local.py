@@ -26,6 +26,7 @@ from typing import Any
 
 from ..protocol import FEW_SHOT_EXAMPLE, GENERIC, Dialect, dialect_for
 from . import ContextWindowFullError, GenerationParams, Message, ModelError, ModelUnavailableError
+from .chat_template import render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -175,17 +176,10 @@ class TransformersModel:
         """The loaded weights stay for the next run in this process."""
 
     def render(self, messages: Sequence[Message]) -> str:
-        """The prompt text: a turn ending with the user asks for a new assistant turn; one
-        ending with the assistant or an execution result continues the assistant turn."""
+        """The prompt text, rendered by the dialect's rule (``chat_template.render_prompt``)."""
         assert self._loaded is not None
-        tokenizer = self._loaded.tokenizer
-        last_role = messages[-1]["role"] if messages else "user"
-        return tokenizer.apply_chat_template(
-            [dict(m) for m in messages],
-            chat_template=self._loaded.chat_template,
-            tokenize=False,
-            add_generation_prompt=last_role == "user",
-            **({"continue_final_message": True} if last_role == "assistant" else {}),
+        return render_prompt(
+            self._loaded.tokenizer, messages, self.dialect, chat_template=self._loaded.chat_template
         )
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:

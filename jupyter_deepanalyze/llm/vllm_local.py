@@ -33,6 +33,7 @@ import httpx
 
 from ..protocol import Dialect, dialect_for
 from . import ContextWindowFullError, GenerationParams, Message, ModelError, ModelUnavailableError
+from .chat_template import render_prompt
 from .openai_compat import OpenAICompatModel
 from .transformers_local import cache_dir
 
@@ -232,10 +233,7 @@ class VLLMEngineModel:
         await self.ready()
         from vllm import SamplingParams
 
-        last_role = messages[-1]["role"] if messages else "user"
-        prompt = self._tokenizer.apply_chat_template(
-            [dict(m) for m in messages], tokenize=False, add_generation_prompt=last_role == "user"
-        )
+        prompt = render_prompt(self._tokenizer, messages, self.dialect)
         used = len(self._tokenizer.encode(prompt, add_special_tokens=False))
         if used >= self._context:
             raise ContextWindowFullError(

@@ -54,3 +54,18 @@ def test_8b_synth_and_accelerate_configs_are_valid() -> None:
 def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the config"):
         load_config(SFTStageConfig, tmp_path / "nope.yaml")
+
+
+def test_the_8b_grpo_config_is_the_reference_recipe() -> None:
+    from training.episode import RolloutConfig
+    from training.rewards import RewardOptions
+
+    config = load_config(GRPOStageConfig, CONFIGS / "8b" / "2b_grpo.yaml")
+    accelerate = load_yaml(CONFIGS / "8b" / "accelerate_zero3.yaml")
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    rollouts_per_step = per_step * accelerate["num_processes"]
+    assert rollouts_per_step // config.num_generations == 256 and config.num_generations == 5
+    assert config.rollout == RolloutConfig.reference(max_turns=30, max_completion_length=32768)
+    assert config.env.parity and config.env.execution_timeout == 10
+    assert config.reward == RewardOptions.reference()
+    assert (config.learning_rate, config.beta, config.top_p) == (5e-7, 0.0, 0.95)

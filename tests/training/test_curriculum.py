@@ -160,8 +160,8 @@ def test_bad_config_is_one_line_on_stderr(tmp_path: Path) -> None:
     result = run_cli("curriculum", "--config", str(config), timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {config}: stages[0].rollout: unknown key 'max_turn' "
-        "(known: max_turns, max_completion_length, max_turn_tokens)"
+        f"error: {config}: stages[0].rollout: unknown key 'max_turn' (known: max_turns, "
+        "max_completion_length, max_turn_tokens, answer_end, no_code_turn, empty_output)"
     ]
     config.write_text("model: tiny\noutput_dir: out\ndata: [x.jsonl]\nlearning_rate: fast\n")
     result = run_cli("sft", "--config", str(config), timeout=120)

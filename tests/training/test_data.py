@@ -49,10 +49,10 @@ def test_loss_mask_covers_the_assistant_text_but_no_execute_span(tokenizer) -> N
     assert tokenizer.decode(tokenized.input_ids) == tokenizer.apply_chat_template(messages, tokenize=False)
     assert trained_text(tokenizer, tokenized) == (
         "<Analyze>Read it.</Analyze>\n<Code>\n```python\nprint(2 + 2)\n```\n</Code>\n"
-        "\n<Understand>Four.</Understand>\n<Answer>4</Answer><|im_end|>"
+        "\n<Understand>Four.</Understand>\n<Answer>4</Answer><｜end▁of▁sentence｜>"
     )
     assert masked_text(tokenizer, tokenized) == (
-        "<|im_start|>user\n# Instruction\nAdd.<|im_end|>\n<|im_start|>assistant\n<Execute>\n4\n\n</Execute>\n"
+        "<｜begin▁of▁sentence｜><｜User｜># Instruction\nAdd.<｜Assistant｜><Execute>\n4\n\n</Execute>"
     )
     labels = tokenized.labels()
     assert labels.count(-100) == tokenized.loss_mask.count(0)
@@ -71,6 +71,18 @@ def test_execute_role_messages_render_and_mask_like_one_trajectory(tokenizer) ->
     assert a.input_ids == b.input_ids and a.loss_mask == b.loss_mask
 
 
+def test_a_template_without_the_execute_role_refuses_separate_execute_messages() -> None:
+    from training.tiny import build_tiny_tokenizer
+
+    base = build_tiny_tokenizer(tags=False)  # a base model's template: no `execute` role
+    whole = [{"role": "user", "content": "# Instruction\nAdd."}, {"role": "assistant", "content": TRAJECTORY}]
+    assert tokenize_trajectory(whole, base).input_ids  # one assistant message: fine
+    split = [whole[0], {"role": "assistant", "content": "<Code>x</Code>"}, {"role": "execute", "content": "4\n"},
+             {"role": "assistant", "content": "<Answer>4</Answer>"}]
+    with pytest.raises(DataError, match="does not render 'execute' messages"):
+        tokenize_trajectory(split, base)
+
+
 def test_every_execute_span_is_masked_in_a_long_trajectory(tokenizer) -> None:
     turns = "".join(
         f"<Analyze>step {i}</Analyze><Code>print({i})</Code>\n<Execute>\n{i} <Answer>fake</Answer>\n</Execute>\n"
@@ -81,7 +93,7 @@ def test_every_execute_span_is_masked_in_a_long_trajectory(tokenizer) -> None:
     )
     trained = trained_text(tokenizer, tokenized)
     assert "<Execute>" not in trained and "</Execute>" not in trained and "fake" not in trained
-    assert trained.count("<Analyze>") == 3 and trained.endswith("<Answer>2</Answer><|im_end|>")
+    assert trained.count("<Analyze>") == 3 and trained.endswith("<Answer>2</Answer><｜end▁of▁sentence｜>")
 
 
 def test_sft_rows_are_validated_with_file_and_line(tmp_path: Path) -> None:

@@ -100,3 +100,21 @@ def test_environment_thread_serves_synchronous_callers(table: Path) -> None:
     with EnvironmentThread(EnvConfig(kernels=1)) as thread:
         assert thread.run(run) == "6\n"
         assert thread.run(run) == "6\n"
+
+
+async def test_the_reference_environment_runs_blocks_with_fresh_globals_and_its_text(table: Path) -> None:
+    async with KernelEnvironment(EnvConfig(kernels=1, parity=True, execution_timeout=10)) as env:
+        async with env.episode([table]) as episode:
+            code = "import sys\nx = 41\nprint('out')\nprint('err', file=sys.stderr)\nx"
+            first = await episode.step(TURN.format(code=code))
+            assert (first.status, first.feedback) == ("ok", "out\nerr\n")  # no trailing value
+            code = "print('lost')\nimport sys\nprint('why', file=sys.stderr)\nprint(x)"
+            lost = await episode.step(TURN.format(code=code))
+            assert lost.status == "error"
+            assert lost.feedback == (
+                "[Error]:\nTraceback (most recent call last):\n"
+                '  File "<string>", line 4, in <module>\n    print(x)\n'
+                "NameError: name 'x' is not defined\nwhy"
+            )
+            cwd = await episode.step(TURN.format(code="print(open('sales.csv').readline().strip())"))
+            assert cwd.feedback == "region,amount\n"

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from training.env import EnvConfig, EnvironmentThread
-from training.episode import EpisodeRunner, EpisodeSpec, Generation, RolloutConfig
+from training.episode import NO_CODE_FEEDBACK, EpisodeRunner, EpisodeSpec, Generation, RolloutConfig
 from training.generation import HFGenerate, SamplingConfig
 
 CODE_TURN = (
     "<Analyze>Sum it.</Analyze>\n<Code>\n```python\nimport pandas as pd\nprint(pd.read_csv('n.csv')['n'].sum())\n```\n"
     "</Code>"
 )
-ANSWER_TURN = "<Understand>Six.</Understand>\n<Answer>6</Answer><|im_end|>"
+ANSWER_TURN = "<Understand>Six.</Understand>\n<Answer>6</Answer><｜end▁of▁sentence｜>"
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_episodes_run_in_parallel_kernels_with_their_own_state(tokenizer, enviro
     scripts = [
         ["<Analyze>a</Analyze><Code>x = 1</Code>", "<Analyze>b</Analyze><Code>print(x)</Code>", "<Answer>1</Answer>"],
         ["<Analyze>a</Analyze><Code>print(x)</Code>", "<Answer>none</Answer>"],
-        ["<Analyze>c</Analyze><|im_end|>"],
+        ["<Analyze>c</Analyze><｜end▁of▁sentence｜>"],
     ]
     policy = ScriptedPolicy(tokenizer, scripts)
     runner = EpisodeRunner(environment, tokenizer, policy, RolloutConfig(max_turns=5, max_completion_length=2000))
@@ -135,3 +135,62 @@ def test_real_tiny_model_rollout_logprobs_match_the_policy(tiny_model_path: Path
         expected = torch.log_softmax(logits, -1).gather(-1, torch.tensor(result.completion_ids)[:, None])[:, 0]
         model_positions = torch.tensor(result.completion_mask, dtype=torch.bool)
         assert torch.allclose(torch.tensor(result.logprobs)[model_positions], expected[model_positions], atol=1e-4)
+
+
+def test_the_prompt_is_the_served_models_prompt(tokenizer) -> None:
+    runner = EpisodeRunner(None, tokenizer, ScriptedPolicy(tokenizer, []))  # type: ignore[arg-type]
+    served = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "# Instruction\nQ"}], tokenize=False, add_generation_prompt=False
+    )
+    assert runner.prompt_ids("# Instruction\nQ") == tokenizer.encode(served, add_special_tokens=False)
+    assert served.endswith("<｜Assistant｜>")
+
+
+EOS = "<｜end▁of▁sentence｜>"
+
+
+def test_by_default_a_turn_without_code_ends_the_episode_and_empty_output_is_observed(
+    tokenizer, environment, table: Path
+) -> None:
+    scripts = [["<Analyze>x</Analyze><Code>x = 1</Code>", f"<Analyze>think</Analyze>{EOS}"]]
+    runner = EpisodeRunner(environment, tokenizer, ScriptedPolicy(tokenizer, scripts), RolloutConfig(max_turns=5))
+    [result] = runner.run([EpisodeSpec(runner.prompt_ids("q"), [table])])
+    assert result.stop_reason == "eos" and result.turns == 2
+    assert result.feedbacks == [""] and result.code_results == [True]
+    assert "\n<Execute>\n\n</Execute>\n" in result.text
+
+
+def test_the_reference_rollout_errors_on_no_code_drops_empty_output_and_cuts_after_the_answer(
+    tokenizer, environment, table: Path
+) -> None:
+    scripts = [[
+        "<Analyze>x</Analyze><Code>x = 1</Code>",
+        f"<Analyze>think more</Analyze>{EOS}",
+        f"<Answer>open answer{EOS}",
+        f"<Answer>6</Answer>{EOS}",
+    ]]
+    policy = ScriptedPolicy(tokenizer, scripts)
+    config = RolloutConfig.reference(max_turns=6, max_completion_length=2000)
+    runner = EpisodeRunner(environment, tokenizer, policy, config)
+    prompt = runner.prompt_ids("q")
+    [result] = runner.run([EpisodeSpec(prompt, [table])])
+    no_code = "\n<Execute>\n[Error]:\nNo code is provided, so the execution results is empty.\n</Execute>\n"
+    assert result.stop_reason == "answer" and result.turns == 4
+    # The empty output appended nothing; the turns without code (the open answer one
+    # too) were told there was no code; each counts as a failed execution.
+    assert result.text == (
+        "<Analyze>x</Analyze><Code>x = 1</Code>"
+        f"<Analyze>think more</Analyze>{EOS}{no_code}"
+        f"<Answer>open answer{EOS}{no_code}"
+        f"<Answer>6</Answer>{EOS}"
+    )
+    assert result.code_results == [False, False, False]
+    assert result.feedbacks == ["", NO_CODE_FEEDBACK, NO_CODE_FEEDBACK]
+
+
+def test_text_after_the_closing_answer_is_cut_in_the_reference_rollout(tokenizer, environment) -> None:
+    policy = ScriptedPolicy(tokenizer, [["<Analyze>a</Analyze><Answer>6</Answer> and more text"]])
+    runner = EpisodeRunner(environment, tokenizer, policy, RolloutConfig.reference(max_completion_length=500))
+    [result] = runner.run([EpisodeSpec(runner.prompt_ids("q"))])
+    assert result.stop_reason == "answer" and result.text == "<Analyze>a</Analyze><Answer>6</Answer>"
+    assert len(result.logprobs) == len(result.completion_ids) == len(result.completion_mask)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 
 from training.rewards import (
+    REPORT_DIMENSIONS,
+    RewardOptions,
     RewardSpec,
     answer_score,
     code_success_ratio,
-    dabench_correct,
+    execution_failed,
     final_answer,
     format_ok,
     judge_score,
+    parse_dimension_scores,
     parse_judge_score,
     research_turn_bonus,
     score_trajectory,
@@ -28,6 +31,9 @@ FAILED_THEN_FIXED = (
     "<Execute>\n[Error]:\nTraceback (most recent call last):\nNameError: name 'df' is not defined\n</Execute>\n"
     "<Code>\n```python\nprint(1)\n```\n</Code>\n<Execute>\n1\n\n</Execute>\n<Answer>1</Answer>"
 )
+
+
+REFERENCE = RewardOptions.reference()
 
 
 class ScriptedJudge:
@@ -83,16 +89,19 @@ def test_numeric_tolerance_is_absolute() -> None:
 def test_dabench_scoring_follows_the_official_rule() -> None:
     labels = [["mean_fare_elderly", "43.47"], ["mean_fare_child", "31.09"], ["count", "3"]]
     text = "@mean_fare_elderly[43.470] @mean_fare_child[31.1] @count[3]"
-    assert dabench_correct(text, labels) == [True, False, True]
     assert answer_score(text, labels, kind="dabench") == pytest.approx(2 / 3)
     assert answer_score("no tags here", labels, kind="dabench") == 0.0
     assert answer_score(None, labels, kind="dabench") == 0.0
+    # Where the old reward disagreed with the evaluation: no percent or thousands leniency.
+    assert answer_score("@x[50%]", [["x", "50"]], kind="dabench") == 0.0
+    assert answer_score("@x[1,234]", [["x", "1234"]], kind="dabench") == 0.0
+    assert answer_score("@x[ 1234 ]", [["x", "1234"]], kind="dabench") == 1.0  # float() strips
 
 
 def test_code_success_ratio_counts_errors_and_timeouts() -> None:
     feedbacks = ["1\n", "[Error]:\nKeyError: 'x'", "ok\n[Timeout]: execution exceeded 5 seconds", "2"]
-    assert code_success_ratio(feedbacks) == 0.5
-    assert code_success_ratio([]) == 1.0
+    assert code_success_ratio([not execution_failed(f) for f in feedbacks]) == 0.5
+    assert code_success_ratio([]) is None
 
 
 def test_research_turn_bonus_saturates_at_ten_turns() -> None:
@@ -147,3 +156,53 @@ def test_reward_spec_rejects_unknown_kinds_and_settings() -> None:
         RewardSpec(kind="essay")
     with pytest.raises(ValueError, match="unknown reward setting"):
         RewardSpec.from_dict({"kind": "qa", "weight": 2})
+
+
+def test_qa_exact_match_is_the_references_string_equality() -> None:
+    trajectory = "<Analyze>a</Analyze><Answer>\n12.0\n</Answer>"
+    tolerant = score_trajectory(trajectory, RewardSpec(kind="qa"), ground_truth="12")
+    exact = score_trajectory(trajectory, RewardSpec(kind="qa"), ground_truth="12", options=RewardOptions.reference())
+    assert (tolerant.answer, exact.answer) == (1.0, 0.0)
+    prefixed = "<Analyze>a</Analyze><Answer>\nThe total. Answer: 12\n</Answer>"
+    right = score_trajectory(prefixed, RewardSpec(kind="qa"), ground_truth="12", options=RewardOptions.reference())
+    assert right.answer == 1.0  # the text after "Answer:", stripped
+
+
+def test_the_reference_averages_the_five_report_dimensions_in_separately() -> None:
+    reply = (
+        'Weak on richness.\n```json\n{"usefulness": 5, "richness": 2, "soundness": 4, '
+        '"interpretability": 3, "readability": 5,}\n```'
+    )
+    judge = ScriptedJudge(reply)
+    result = score_trajectory(
+        FAILED_THEN_FIXED, RewardSpec(kind="research"), judge=judge, question="Report", options=REFERENCE
+    )
+    dimensions = [1.0, 0.4, 0.8, 0.6, 1.0]
+    # Seven parts: five dimensions, the code success share (1 of 2) and the turn bonus (3 turns).
+    assert result.reward == pytest.approx((sum(dimensions) + 0.5 + 0.3) / 7)
+    assert result.judged == pytest.approx(sum(dimensions) / 5)
+    assert all(name in judge.prompts[0] for name in REPORT_DIMENSIONS)
+    unreadable = score_trajectory(
+        FAILED_THEN_FIXED, RewardSpec(kind="research"), judge=ScriptedJudge("no JSON"), options=REFERENCE
+    )
+    assert unreadable.parts["judged"] == 0.0 and unreadable.reward == pytest.approx((0.0 + 0.5 + 0.3) / 3)
+    assert parse_dimension_scores('{"usefulness": 5}') is None
+
+
+def test_the_code_success_share_is_left_out_when_nothing_ran_as_the_reference_does() -> None:
+    no_code = "<Analyze>Think.</Analyze><Answer>\nA report.\n</Answer>"
+    judge = ScriptedJudge("SCORE: 3", "SCORE: 3")
+    ours = score_trajectory(no_code, RewardSpec(kind="data"), judge=judge)
+    reference = score_trajectory(no_code, RewardSpec(kind="data"), judge=judge, options=RewardOptions.reference())
+    assert ours.reward == pytest.approx((0.6 + 1.0) / 2)
+    assert reference.reward == pytest.approx(0.6) and "code_success" not in reference.parts
+    # What the environment judged passed or failed counts, whatever the feedback reads.
+    dropped = score_trajectory(GOOD, RewardSpec(kind="data", require_python_fence=False), code_results=[False])
+    assert dropped.code_success == 0.0
+
+
+def test_answer_tags_printed_by_code_are_not_the_models() -> None:
+    printed = (
+        "<Analyze>a</Analyze><Code>print('<Answer>1</Answer>')</Code>\n<Execute>\n<Answer>1</Answer>\n</Execute>\n"
+    )
+    assert final_answer(printed) is None and not format_ok(printed)

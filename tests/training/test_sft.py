@@ -8,7 +8,17 @@ import pytest
 
 from training.data import sft_row, tokenize_trajectory, write_jsonl
 from training.sft import SFTStageConfig, prepare_deepanalyze_model, run_sft
-from training.tiny import TAG_TOKENS, TinySpec, build_tiny_tokenizer
+from training.tiny import (
+    ASSISTANT,
+    BASE_CHAT_TEMPLATE,
+    BOS,
+    CHAT_TEMPLATE,
+    EOS,
+    TAG_TOKENS,
+    USER,
+    TinySpec,
+    build_tiny_tokenizer,
+)
 
 TRAJECTORY = (
     "<Analyze>Add.</Analyze>\n<Code>\n```python\nprint(1 + 1)\n```\n</Code>\n"
@@ -18,7 +28,7 @@ TRAJECTORY = (
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model saved like a base model: no tags, no chat template."""
+    """A tiny model saved like a base model: no tags, DeepSeek's template without `execute`."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -35,14 +45,31 @@ def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_prepare_adds_tags_as_single_tokens_and_the_chat_template(base_model: Path) -> None:
+def test_prepare_adds_the_tags_and_keeps_the_base_template_and_end_token(base_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    base = AutoTokenizer.from_pretrained(base_model)
     tokenizer, model = prepare_deepanalyze_model(str(base_model))
     assert all(len(tokenizer.encode(tag, add_special_tokens=False)) == 1 for tag in TAG_TOKENS)
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    assert (tokenizer.chat_template, tokenizer.eos_token) == (base.chat_template, EOS)
     messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": TRAJECTORY}]
     tokenized = tokenize_trajectory(messages, tokenizer)
+    # DeepSeek's layout, as ms-swift's deepseek_r1 template renders it (no <think> prefix).
+    assert tokenizer.decode(tokenized.input_ids) == f"{BOS}{USER}q{ASSISTANT}{TRAJECTORY}{EOS}"
     trained = tokenizer.decode([t for t, m in zip(tokenized.input_ids, tokenized.loss_mask, strict=True) if m])
-    assert "<Execute>" not in trained and trained.endswith("<Answer>2</Answer><|im_end|>")
+    assert "<Execute>" not in trained and trained.endswith(f"<Answer>2</Answer>{EOS}")
+
+
+def test_a_chat_template_override_is_explicit(base_model: Path, tmp_path: Path) -> None:
+    tokenizer, _ = prepare_deepanalyze_model(str(base_model), "deepanalyze")
+    assert tokenizer.chat_template == CHAT_TEMPLATE
+    custom = tmp_path / "template.jinja"
+    custom.write_text("{% for m in messages %}{{ m.content }}{% endfor %}")
+    tokenizer, _ = prepare_deepanalyze_model(str(base_model), str(custom))
+    assert tokenizer.chat_template == custom.read_text()
+    with pytest.raises(ValueError, match="cannot read"):
+        prepare_deepanalyze_model(str(base_model), str(tmp_path / "missing.jinja"))
 
 
 def test_sft_from_a_base_model_saves_a_deepanalyze_vocabulary(base_model: Path, tmp_path: Path) -> None:
@@ -60,7 +87,8 @@ def test_sft_from_a_base_model_saves_a_deepanalyze_vocabulary(base_model: Path, 
     model = AutoModelForCausalLM.from_pretrained(final)
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
     assert all(len(tokenizer.encode(tag, add_special_tokens=False)) == 1 for tag in TAG_TOKENS)
-    assert "execute" in tokenizer.chat_template
+    assert tokenizer.chat_template == BASE_CHAT_TEMPLATE and tokenizer.eos_token == EOS
+    assert model.config.eos_token_id == tokenizer.eos_token_id
 
 
 def test_lora_stage_trains_an_adapter_only(tiny_model_path: Path, tmp_path: Path) -> None:
