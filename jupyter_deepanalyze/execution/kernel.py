@@ -29,6 +29,7 @@ from nbformat.v4 import output_from_msg
 from ..outputs import append_output, dropped_stream_note, stream_text
 from ..protocol import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
+from .gateway import GatewayEndpoint, GatewayKernel
 
 log = logging.getLogger(__name__)
 
@@ -186,17 +187,55 @@ class KernelExecutor:
             client.load_connection_info(dict(connection_info))
         else:
             client.load_connection_file(str(connection_info))
-        client.start_channels()
+        return await cls.connect(client, ready_timeout=ready_timeout, **options)
+
+    @classmethod
+    async def connect(
+        cls,
+        client: AsyncKernelClient,
+        *,
+        ready_timeout: float = 30.0,
+        **options: Any,
+    ) -> KernelExecutor:
+        """Start ``client``'s channels (ZMQ, or a gateway's websocket) and wait for the kernel.
+
+        With ``manager=`` the executor owns that kernel (it shuts it down with itself).
+        """
         executor = cls(client, **options)
         try:
+            await _maybe_await(client.start_channels())
             await client.wait_for_ready(timeout=ready_timeout)
-        except RuntimeError as exc:
-            client.stop_channels()
+        except RuntimeError as exc:  # DeadKernelError and GatewayError included
+            await executor.shutdown()
+            if isinstance(exc, ExecutionFailure):
+                raise
             raise DeadKernelError(f"the kernel does not answer: {exc}") from exc
         except BaseException:  # cancelled while a busy kernel had not answered yet
-            client.stop_channels()
+            await executor.shutdown()
             raise
+        executor._kernel_pid = executor._pid()
         return executor
+
+    @classmethod
+    async def start_on_gateway(
+        cls,
+        endpoint: GatewayEndpoint,
+        kernel_name: str = "python3",
+        *,
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 60.0,
+        **options: Any,
+    ) -> KernelExecutor:
+        """Start a new kernel (owned by the executor) on a kernel gateway.
+
+        Its working directory is the gateway's choice; ``env`` reaches the kernel only
+        for the variables the gateway passes on (``KERNEL_*`` and those it allows).
+        """
+        from .gateway_channels import GatewayChannelsClient
+
+        kernel = await GatewayKernel.start(endpoint, kernel_name, env)
+        client = GatewayChannelsClient(kernel.kernel_id, endpoint=endpoint, rest=kernel.rest)
+        return await cls.connect(client, manager=kernel, ready_timeout=startup_timeout, **options)
 
     # ------------------------------------------------------------------------ state
 
@@ -228,7 +267,8 @@ class KernelExecutor:
         if self._closed:
             return
         self._closed = True
-        self.client.stop_channels()
+        if self.client.channels_running:
+            self.client.stop_channels()
         if self.manager is not None:
             try:
                 await self.manager.shutdown_kernel(now=True)
@@ -359,7 +399,7 @@ class KernelExecutor:
             return None
         if (
             msg["msg_type"] == "status"
-            and msg["content"].get("execution_state") in ("starting", "restarting")
+            and msg["content"].get("execution_state") in ("starting", "restarting", "dead")
         ):
             raise DeadKernelError("the kernel restarted during the execution; its variables are gone")
         return msg
