@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from jupyter_deepanalyze.execution import DeadKernelError
@@ -103,7 +103,7 @@ class KernelEpisode:
         return list(self._kernel.files)
 
     @property
-    def workdir(self) -> Path:
+    def workdir(self) -> PurePath:
         return self._kernel.workdir
 
     @property
