@@ -16,7 +16,7 @@ from jupyter_deepanalyze.execution import DeadKernelError
 from jupyter_deepanalyze.execution.gateway import GatewayEndpoint, GatewayError
 from jupyter_deepanalyze.execution.kernel import KernelExecutor
 
-from .conftest import RunningGateway
+from ..conftest import RunningGateway
 
 
 @pytest.fixture

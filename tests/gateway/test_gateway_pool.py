@@ -14,7 +14,7 @@ from jupyter_deepanalyze.execution import DeadKernelError
 from jupyter_deepanalyze.execution.pool import KernelPool
 from jupyter_deepanalyze.execution.task_folders import ShippingError
 
-from .conftest import RunningGateway
+from ..conftest import RunningGateway
 
 
 def _sha(path: Path) -> str:
