@@ -1,7 +1,8 @@
 """The training environment: the same kernel executor and protocol the server runs.
 
 Owns ``KernelEnvironment`` (a warm ``KernelPool`` from the core, one kernel per episode,
-its namespace reset between episodes), ``KernelEpisode.step`` (run the first ``<Code>``
+its namespace reset between episodes; the kernels on this machine or on a Jupyter kernel
+gateway), ``KernelEpisode.step`` (run the first ``<Code>``
 block of a model turn, return the feedback the model sees), the ``stateless`` option
 (clear the namespace before every block, as the reference's training environment ran
 each block with fresh globals), per-block timeouts, and ``EnvironmentThread``, which
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -24,6 +26,7 @@ from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from jupyter_deepanalyze.execution import DeadKernelError
+from jupyter_deepanalyze.execution.gateway import GATEWAY_TOKEN_ENV, GatewayEndpoint, GatewayError
 from jupyter_deepanalyze.execution.pool import KernelPool, PooledKernel
 from jupyter_deepanalyze.protocol import DataFile, FeedbackOptions, extract_code, first_code_block
 
@@ -50,12 +53,35 @@ class EnvConfig:
     """Characters of output the model sees (head and tail kept); None sends everything."""
     keep_output_before_error: bool = True
     """Send what a failing block printed before its ``[Error]:`` line (False: reference parity)."""
+    gateway_url: str | None = None
+    """A Jupyter kernel gateway (``http://host:8888``) to start the kernels on; None: this machine."""
+    gateway_token: str | None = None
+    """The gateway's token; None reads ``$JUPYTER_GATEWAY_AUTH_TOKEN`` (keeps it out of config files)."""
+    shared_workdir: str | None = None
+    """With a gateway: a folder its kernels see at the same path (a shared filesystem); episode
+    folders are made there. None: they are made on the kernel's side, files shipped through it."""
+    max_shipped_mb: float = 512.0
+    """Largest total size of one episode's files shipped through a gateway kernel."""
 
     def __post_init__(self) -> None:
         if self.kernels < 1:
             raise ValueError(f"env.kernels must be at least 1, got {self.kernels}")
         if self.execution_timeout <= 0:
             raise ValueError(f"env.execution_timeout must be positive, got {self.execution_timeout}")
+        if self.shared_workdir is not None and self.gateway_url is None:
+            raise ValueError("env.shared_workdir is for kernels on a gateway: set env.gateway_url too")
+        if self.gateway_url is not None:
+            self.gateway()  # a malformed URL is a config error now, not at the first rollout
+
+    def gateway(self) -> GatewayEndpoint | None:
+        """The gateway the kernels start on, or None for kernels on this machine."""
+        if self.gateway_url is None:
+            return None
+        token = self.gateway_token if self.gateway_token is not None else os.environ.get(GATEWAY_TOKEN_ENV, "")
+        try:
+            return GatewayEndpoint(self.gateway_url, token=token)
+        except GatewayError as exc:
+            raise ValueError(f"env.gateway_url: {exc}") from None
 
 
 @dataclass
@@ -149,8 +175,15 @@ class KernelEnvironment:
             keep_output_before_error=self.config.keep_output_before_error,
             limit=self.config.output_limit,
         )
+        gateway = self.config.gateway()
+        if gateway is not None and root is None and self.config.shared_workdir is not None:
+            root = self.config.shared_workdir
         self.pool = KernelPool(
-            self.config.kernels, root=root, executor_options={"feedback": feedback}
+            self.config.kernels,
+            root=root,
+            executor_options={"feedback": feedback},
+            gateway=gateway,
+            max_shipped_bytes=int(self.config.max_shipped_mb * (1 << 20)),
         )
 
     async def start(self) -> KernelEnvironment:
