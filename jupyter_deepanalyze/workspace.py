@@ -19,7 +19,7 @@ from .protocol import DataFile
 
 MAX_LISTED_FILES = 200
 """Files described to the model at most (a huge folder would flood the first message)."""
-_NOT_COPIED = (".*", "__pycache__")
+NOT_COPIED = (".*", "__pycache__")
 """Names skipped inside an input folder (hidden files, bytecode caches)."""
 
 
@@ -54,7 +54,7 @@ def stage_inputs(paths: Iterable[str | os.PathLike[str]], folder: Path) -> list[
             shutil.copytree(
                 source,
                 target,
-                ignore=shutil.ignore_patterns(*_NOT_COPIED),
+                ignore=shutil.ignore_patterns(*NOT_COPIED),
                 copy_function=shutil.copyfile,
             )
             _make_writable(target)
@@ -89,7 +89,7 @@ def input_files(paths: Iterable[str | os.PathLike[str]]) -> list[InputFile]:
 
 
 def _skipped(name: str) -> bool:
-    return any(fnmatch.fnmatch(name, pattern) for pattern in _NOT_COPIED)
+    return any(fnmatch.fnmatch(name, pattern) for pattern in NOT_COPIED)
 
 
 def _make_writable(folder: Path) -> None:

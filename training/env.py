@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -27,7 +26,7 @@ from typing import Any, TypeVar
 
 from jupyter_deepanalyze.config import DeepAnalyze, setting_default
 from jupyter_deepanalyze.execution import DeadKernelError
-from jupyter_deepanalyze.execution.gateway import GATEWAY_TOKEN_ENV, GatewayEndpoint, GatewayError
+from jupyter_deepanalyze.execution.gateway import GatewayError
 from jupyter_deepanalyze.execution.pool import KernelPool, PooledKernel
 from jupyter_deepanalyze.protocol import DataFile, extract_code, first_code_block
 
@@ -63,8 +62,9 @@ class EnvConfig:
     shared_workdir: str | None = None
     """With a gateway: a folder its kernels see at the same path (a shared filesystem); episode
     folders are made there. None: they are made on the kernel's side, files shipped through it."""
-    max_shipped_mb: float = 512.0
-    """Largest total size of one episode's files shipped through a gateway kernel."""
+    max_shipped_mb: float = setting_default("max_shipped_mb")
+    """Largest total size (MB) of one episode's files shipped through a gateway kernel
+    (default: ``DeepAnalyze.max_shipped_mb``'s)."""
 
     def __post_init__(self) -> None:
         if self.kernels < 1:
@@ -73,18 +73,23 @@ class EnvConfig:
             raise ValueError(f"env.execution_timeout must be positive, got {self.execution_timeout}")
         if self.shared_workdir is not None and self.gateway_url is None:
             raise ValueError("env.shared_workdir is for kernels on a gateway: set env.gateway_url too")
-        if self.gateway_url is not None:
-            self.gateway()  # a malformed URL is a config error now, not at the first rollout
-
-    def gateway(self) -> GatewayEndpoint | None:
-        """The gateway the kernels start on, or None for kernels on this machine."""
-        if self.gateway_url is None:
-            return None
-        token = self.gateway_token if self.gateway_token is not None else os.environ.get(GATEWAY_TOKEN_ENV, "")
         try:
-            return GatewayEndpoint(self.gateway_url, token=token)
+            self.settings().gateway_endpoint()  # a malformed URL is a config error now
         except GatewayError as exc:
             raise ValueError(f"env.gateway_url: {exc}") from None
+
+    def settings(self) -> DeepAnalyze:
+        """These settings as the core's ``DeepAnalyze`` (what ``KernelPool.from_config`` reads)."""
+        settings = DeepAnalyze(
+            output_limit=self.output_limit,
+            keep_output_before_error=self.keep_output_before_error,
+            gateway_url=self.gateway_url or "",
+            shared_workdir=self.shared_workdir or "",
+            max_shipped_mb=self.max_shipped_mb,
+        )
+        if self.gateway_token is not None:  # else the default: $JUPYTER_GATEWAY_AUTH_TOKEN
+            settings.gateway_token = self.gateway_token
+        return settings
 
 
 @dataclass
@@ -174,20 +179,7 @@ class KernelEnvironment:
 
     def __init__(self, config: EnvConfig | None = None, *, root: str | Path | None = None) -> None:
         self.config = config or EnvConfig()
-        feedback = DeepAnalyze(
-            output_limit=self.config.output_limit,
-            keep_output_before_error=self.config.keep_output_before_error,
-        ).feedback_options()
-        gateway = self.config.gateway()
-        if gateway is not None and root is None and self.config.shared_workdir is not None:
-            root = self.config.shared_workdir
-        self.pool = KernelPool(
-            self.config.kernels,
-            root=root,
-            executor_options={"feedback": feedback},
-            gateway=gateway,
-            max_shipped_bytes=int(self.config.max_shipped_mb * (1 << 20)),
-        )
+        self.pool = KernelPool.from_config(self.config.settings(), self.config.kernels, root=root)
 
     async def start(self) -> KernelEnvironment:
         await self.pool.start()

@@ -24,8 +24,6 @@ import httpx
 
 from . import ExecutionFailure
 
-GATEWAY_TOKEN_ENV = "JUPYTER_GATEWAY_AUTH_TOKEN"
-"""Where a gateway token is read from when none is given (the variable Jupyter server reads)."""
 ALIVE_FOR_SECONDS = 2.0
 """A kernel the gateway reported alive is not asked again for this long (quiet executions
 check liveness every few hundred milliseconds; one request per kernel per interval is enough)."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from ..config import DeepAnalyze
 from ..protocol import DataFile
 from . import ExecutionFailure
 from .gateway import GatewayEndpoint
@@ -57,11 +58,12 @@ class PooledKernel:
 class KernelPool:
     """``size`` warm kernels; ``async with pool.session(inputs) as kernel`` lends one.
 
-    Kernels start on this machine, or on the kernel gateway ``gateway``. ``root`` is the
-    folder on this machine where task folders are made (a temporary one by default);
-    with a gateway it must be a path its kernels see too (a shared filesystem), and
-    without one each task's folder is made on the kernel's side and its files shipped
-    through the kernel (at most ``max_shipped_bytes`` per task).
+    Kernels start on this machine, or on the kernel gateway ``gateway``. Task folders are
+    made in ``root`` (default: a new temporary folder). With a gateway they are made on
+    the kernel's side and the task's files shipped through the kernel (at most
+    ``max_shipped_bytes`` per task) — unless ``shared_workdir`` names a folder the
+    gateway's kernels see at the same path (a shared filesystem), where a new temporary
+    folder holds them instead.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class KernelPool:
         keep_workdirs: bool = False,
         executor_options: Mapping[str, Any] | None = None,
         gateway: GatewayEndpoint | None = None,
+        shared_workdir: str | Path | None = None,
         max_shipped_bytes: int = MAX_SHIPPED_BYTES,
     ) -> None:
         if size < 1:
@@ -80,15 +83,35 @@ class KernelPool:
         self.size = size
         self.kernel_name = kernel_name
         self.gateway = gateway
-        self.folders: TaskFolders = (
-            KernelFolders(max_shipped_bytes) if gateway is not None and root is None else LocalFolders(root)
-        )
+        self.folders: TaskFolders
+        if gateway is None or root is not None:
+            self.folders = LocalFolders(root)
+        elif shared_workdir:
+            self.folders = LocalFolders(parent=shared_workdir)
+        else:
+            self.folders = KernelFolders(max_shipped_bytes)
         self.keep_workdirs = keep_workdirs
         self._executor_options = dict(executor_options or {})
         self._idle: asyncio.Queue[KernelExecutor] = asyncio.Queue()
         self._all: set[KernelExecutor] = set()
         self._starting = 0
         self._closed = False
+
+    @classmethod
+    def from_config(
+        cls, config: DeepAnalyze, size: int, *, kernel_name: str = "python3", **options: Any
+    ) -> KernelPool:
+        """A pool as the settings say: their feedback options, kernels on ``gateway_url``
+        (task folders in ``shared_workdir``, else shipped, at most ``max_shipped_mb``)."""
+        return cls(
+            size,
+            kernel_name=kernel_name,
+            executor_options={"feedback": config.feedback_options()},
+            gateway=config.gateway_endpoint(),
+            shared_workdir=config.shared_workdir or None,
+            max_shipped_bytes=int(config.max_shipped_mb * (1 << 20)),
+            **options,
+        )
 
     @property
     def root(self) -> Path | None:

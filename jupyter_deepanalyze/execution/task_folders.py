@@ -9,7 +9,9 @@ Owns the two kinds of task folders a ``KernelPool`` uses:
   connection in chunks (base64 in silent executions), each file checked against its
   SHA-256 once written, a task's files bounded by a size limit.
 
-Both end a task with the kernel back in its home folder and the task's folder removed.
+Both end a task with the kernel back in its home folder and the task's folder removed,
+and can first copy what the folder holds back to this machine (``collect``: the
+report's run folder).
 
 Must not leave names in the kernel's namespace or move its execution count, and must not
 start or reset kernels (the pool does).
@@ -28,7 +30,7 @@ from pathlib import Path, PurePath, PurePosixPath
 from typing import Any, Protocol
 
 from ..protocol import DataFile
-from ..workspace import describe_files, input_files, list_data_files, stage_inputs
+from ..workspace import NOT_COPIED, describe_files, input_files, list_data_files, stage_inputs
 from . import ExecutionFailure
 from .kernel import KernelExecutor
 
@@ -56,6 +58,9 @@ class TaskFolders(Protocol):
 
     async def remove(self, executor: KernelExecutor | None, workdir: PurePath) -> None: ...
 
+    async def collect(self, executor: KernelExecutor, workdir: PurePath, into: Path) -> None:
+        """Copy the files in ``workdir`` (hidden ones left out) into ``into`` on this machine."""
+
     def close(self) -> None: ...
 
 
@@ -73,13 +78,21 @@ def chdir_code(path: PurePath | str) -> str:
 
 
 class LocalFolders:
-    """Task folders under ``root`` on this machine (and, for a shared filesystem, the kernel's)."""
+    """Task folders under ``root`` on this machine (and, for a shared filesystem, the kernel's).
+
+    Without ``root`` they go in a new temporary folder (inside ``parent`` when given, e.g.
+    a shared filesystem), removed with the pool.
+    """
 
     local = True
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, *, parent: str | Path | None = None) -> None:
         self._owns_root = root is None
-        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="deepanalyze-pool-"))
+        if root is None:
+            if parent is not None:
+                Path(parent).mkdir(parents=True, exist_ok=True)
+            root = tempfile.mkdtemp(prefix="deepanalyze-pool-", dir=parent)
+        self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
     async def create(
@@ -96,6 +109,10 @@ class LocalFolders:
         if executor is not None:
             await silent(executor, chdir_code(self.root))
         shutil.rmtree(Path(workdir), ignore_errors=True)
+
+    async def collect(self, executor: KernelExecutor, workdir: PurePath, into: Path) -> None:
+        if Path(workdir).resolve() != into.resolve():
+            shutil.copytree(workdir, into, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*NOT_COPIED))
 
     def close(self) -> None:
         if self._owns_root:
@@ -133,6 +150,23 @@ def digest(folder, name):
         for block in iter(lambda: file.read(1 << 20), b""):
             sha.update(block)
     return [os.path.getsize(path), sha.hexdigest()]
+
+def list_files(folder, skipped):
+    import fnmatch
+    keep = lambda name: not any(fnmatch.fnmatch(name, pattern) for pattern in skipped)
+    found = []
+    for directory, subdirs, files in os.walk(folder):
+        subdirs[:] = sorted(d for d in subdirs if keep(d))
+        for name in sorted(f for f in files if keep(f)):
+            path = os.path.join(directory, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                found.append([os.path.relpath(path, folder).replace(os.sep, "/"), os.path.getsize(path)])
+    return found
+
+def read_chunk(folder, name, offset, size):
+    with open(_target(folder, name), "rb") as file:
+        file.seek(offset)
+        return base64.b64encode(file.read(size)).decode("ascii")
 
 def remove_folder(folder):
     os.chdir(os.path.dirname(os.path.normpath(folder)))
@@ -214,6 +248,32 @@ class KernelFolders:
     async def remove(self, executor: KernelExecutor | None, workdir: PurePath) -> None:
         if executor is not None:
             await call_in_kernel(executor, "remove_folder", str(workdir))
+
+    async def collect(self, executor: KernelExecutor, workdir: PurePath, into: Path) -> None:
+        folder = str(workdir)
+        files = await call_in_kernel(executor, "list_files", folder, list(NOT_COPIED))
+        total = sum(size for _, size in files)
+        if total > self.max_bytes:
+            raise ShippingError(
+                f"the run's folder holds {_megabytes(total)}, over the {_megabytes(self.max_bytes)} "
+                "copied back through a kernel"
+            )
+        for name, size in files:
+            target = into / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sha = hashlib.sha256()
+            partial = target.with_name(target.name + ".part")
+            with partial.open("wb") as stream:
+                for offset in range(0, size, CHUNK_BYTES):
+                    data = await call_in_kernel(executor, "read_chunk", folder, name, offset, CHUNK_BYTES)
+                    chunk = base64.b64decode(data)
+                    sha.update(chunk)
+                    stream.write(chunk)
+            expected_size, expected_sha = await call_in_kernel(executor, "digest", folder, name)
+            if (partial.stat().st_size, sha.hexdigest()) != (expected_size, expected_sha):
+                partial.unlink()
+                raise ShippingError(f"{name} arrived damaged from the kernel's folder (checksum mismatch)")
+            partial.replace(target)
 
     def close(self) -> None:
         pass

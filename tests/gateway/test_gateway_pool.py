@@ -69,13 +69,15 @@ async def test_a_shared_folder_is_used_instead_of_shipping(
     kernel_gateway: RunningGateway, simpson_csv: Path, tmp_path: Path
 ) -> None:
     shared = tmp_path / "shared"
-    async with KernelPool(1, gateway=kernel_gateway.endpoint, root=shared) as pool:
+    async with KernelPool(1, gateway=kernel_gateway.endpoint, shared_workdir=shared) as pool:
         async with pool.session([simpson_csv], name="task") as kernel:
-            assert kernel.local and kernel.workdir == shared / "task"
-            assert (shared / "task" / "Simpson.csv").is_file()
+            workdir = Path(kernel.workdir)
+            assert kernel.local and workdir.parent.parent == shared and workdir.name == "task"
+            assert (workdir / "Simpson.csv").is_file()
             result = await kernel.executor.execute("import os\nprint(os.getcwd())")
-            assert result.feedback == f"{shared / 'task'}\n"
-        assert not (shared / "task").exists()
+            assert result.feedback == f"{workdir}\n"
+        assert not workdir.exists()
+    assert list(shared.iterdir()) == []  # the pool's folder in the shared one is gone too
 
 
 async def test_a_gateway_kernel_that_died_is_replaced(kernel_gateway: RunningGateway) -> None:

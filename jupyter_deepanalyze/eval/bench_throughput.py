@@ -1,11 +1,12 @@
-"""The bench's gateway row: kernels on a Jupyter kernel gateway against kernels on this machine.
+"""The bench's eval-throughput measurements: the real eval runner on scripted table-QA tasks.
 
-Owns measurement (5) of ``jupyter deepanalyze bench``: the eval throughput of the same
-scripted table-QA tasks at the same concurrency with local kernels and with kernels on a
-gateway (files shipped through the kernels), and the median round trip of a trivial
-execution on one warm kernel of each kind, interleaved, whose difference is what the
-websocket path adds per execution. The gateway is the one named by ``--gateway-url``, or
-a Jupyter Kernel Gateway started on 127.0.0.1 for the measurement.
+Owns measurement (3) of ``jupyter deepanalyze bench`` — tasks per minute at each
+concurrency level, local kernels — and measurement (5): the same tasks at the same
+concurrency with local kernels and with kernels on a Jupyter kernel gateway (files
+shipped through the kernels), and the median round trip of a trivial execution on one
+warm kernel of each kind, interleaved, whose difference is what the websocket path adds
+per execution. The gateway is the one named by ``--gateway-url``, or a Jupyter Kernel
+Gateway started on 127.0.0.1 for the measurement.
 
 Must not be imported by the agent or any front door other than the CLI's ``bench``.
 """
@@ -30,6 +31,16 @@ from .benchmarks import TableQA
 from .runner import EvalRunner
 
 PASS_CODE = "pass"
+
+
+@dataclass
+class Throughput:
+    concurrency: int
+    tasks: int
+    tasks_per_min: float
+    tasks_wall_s: float
+    pool_start_s: float
+    accuracy: float
 
 
 @dataclass
@@ -98,6 +109,44 @@ async def _round_trip_ms(executor: KernelExecutor) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+async def _eval(
+    model: OpenAICompatModel, benchmark: TableQA, out: Path, concurrency: int, kernel: str, config: DeepAnalyze
+) -> dict[str, Any]:
+    """One run of the real eval runner over every task; its summary."""
+    runner = EvalRunner(
+        benchmark, benchmark.tasks, config=config, model=model, out=out, concurrency=concurrency, kernel_name=kernel
+    )
+    return await runner.run()
+
+
+async def measure_throughput(
+    model: OpenAICompatModel,
+    benchmark: TableQA,
+    folder: Path,
+    *,
+    concurrency: tuple[int, ...],
+    kernel: str,
+    log: Callable[[str], None],
+) -> list[Throughput]:
+    """Measurement (3): local kernels at each concurrency level."""
+    results = []
+    for level in concurrency:
+        log(f"(3) eval throughput: {len(benchmark.tasks)} tasks at concurrency {level}")
+        summary = await _eval(model, benchmark, folder / f"eval-c{level}", level, kernel, DeepAnalyze(max_rounds=10))
+        timings = summary["timings"]
+        results.append(
+            Throughput(
+                concurrency=level,
+                tasks=summary["n"],
+                tasks_per_min=round(timings["tasks_per_min"] or 0.0, 2),
+                tasks_wall_s=round(timings["tasks_wall_s"], 3),
+                pool_start_s=round(timings["pool_start_s"], 3),
+                accuracy=summary["accuracy"],
+            )
+        )
+    return results
+
+
 async def measure_gateway(
     model: OpenAICompatModel,
     benchmark: TableQA,
@@ -110,17 +159,18 @@ async def measure_gateway(
     gateway_token: str,
     log: Callable[[str], None],
 ) -> GatewayOverhead:
+    """Measurement (5): local kernels against kernels on a gateway, side by side."""
     reason = gateway_unavailable(gateway_url)
     if reason is not None:
         return GatewayOverhead(skipped=reason)
     with _gateway(gateway_url, gateway_token) as endpoint:
         row = GatewayOverhead(gateway=endpoint.url, concurrency=concurrency, samples=repeat)
         log(f"(5) per-execution round trip, local vs gateway kernel: {repeat} samples each")
+        samples: dict[str, list[float]] = {"local": [], "gateway": []}
         local = await KernelExecutor.start(kernel, cwd=folder)
         try:
             remote = await KernelExecutor.start_on_gateway(endpoint, kernel)
             try:
-                samples: dict[str, list[float]] = {"local": [], "gateway": []}
                 await _round_trip_ms(local)  # warm up both
                 await _round_trip_ms(remote)
                 for index in range(repeat):
@@ -133,22 +183,15 @@ async def measure_gateway(
             await local.shutdown()
         row.local_execution_ms = round(statistics.median(samples["local"]), 3)
         row.gateway_execution_ms = round(statistics.median(samples["gateway"]), 3)
-        for where, gateway in (("local", None), ("gateway", endpoint)):
+        for where in ("local", "gateway"):
             log(f"(5) eval throughput on {where} kernels: {len(benchmark.tasks)} tasks at concurrency {concurrency}")
-            runner = EvalRunner(
-                benchmark,
-                benchmark.tasks,
-                config=DeepAnalyze(max_rounds=10),
-                model=model,
-                out=folder / f"eval-{where}-c{concurrency}",
-                concurrency=concurrency,
-                kernel_name=kernel,
-                gateway=gateway,
-            )
-            summary = await runner.run()
+            config = DeepAnalyze(max_rounds=10)
+            if where == "gateway":
+                config.gateway_url, config.gateway_token = endpoint.url, endpoint.token
+            summary = await _eval(model, benchmark, folder / f"eval-{where}-c{concurrency}", concurrency, kernel, config)
             per_min = round(summary["timings"]["tasks_per_min"] or 0.0, 2)
             row.tasks = summary["n"]
-            if gateway is None:
+            if where == "local":
                 row.local_tasks_per_min, row.local_accuracy = per_min, summary["accuracy"]
             else:
                 row.gateway_tasks_per_min, row.gateway_accuracy = per_min, summary["accuracy"]
