@@ -101,6 +101,8 @@ class KernelExecutor:
         self._lock = asyncio.Lock()
         self._kernel_pid = self._pid()
         self._closed = False
+        self.restarted = False
+        """The kernel was seen restarting: its state is gone and this executor is not reused."""
 
     # ------------------------------------------------------------------ construction
 
@@ -212,7 +214,7 @@ class KernelExecutor:
         return getattr(provisioner, "pid", None) if provisioner else None
 
     async def is_alive(self) -> bool:
-        if self._closed:
+        if self._closed or self.restarted:
             return False
         if self.manager is not None:
             if self._pid() != self._kernel_pid:  # restarted behind our back
@@ -370,6 +372,7 @@ class KernelExecutor:
             msg["msg_type"] == "status"
             and msg["content"].get("execution_state") in ("starting", "restarting", "dead")
         ):
+            self.restarted = True  # a gateway kernel has no pid to tell by later
             raise DeadKernelError("the kernel restarted during the execution; its variables are gone")
         return msg
 

@@ -89,6 +89,12 @@ class KernelAttachment:
     def executor(self) -> KernelExecutor:
         return self.attaching.result()
 
+    @property
+    def restarted(self) -> bool:
+        """Its executor saw the kernel restart (a gateway kernel's only sign: it has no pid)."""
+        done = self.attaching.done() and not self.attaching.cancelled() and self.attaching.exception() is None
+        return done and self.executor.restarted
+
 
 class KernelExecutors:
     """One executor per server kernel, attached on first use and shared afterwards."""
@@ -116,7 +122,7 @@ class KernelExecutors:
             raise UnknownKernel(f"No such kernel: {kernel_id}.")
         pid = self._pid(kernel_id)
         attachment = self._attachments.get(kernel_id)
-        if attachment is not None and attachment.pid != pid:
+        if attachment is not None and (attachment.pid != pid or attachment.restarted):
             self.invalidate(kernel_id)  # restarted without an event reaching us
             attachment = None
         if attachment is None:

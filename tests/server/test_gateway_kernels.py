@@ -204,3 +204,10 @@ async def test_a_remote_kernel_that_dies_fails_the_run_with_a_clear_error(
     # The gateway restarted the kernel; the user's notebook goes on in the new one.
     await notebook.ready()
     assert await notebook.run("print('back')") == "back\n"
+    # The next run attaches to the restarted kernel afresh.
+    llm.replace_turns([PRINT_DF, ANSWER])
+    await notebook.run("import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3], 'b': [4, 5, 6]})")
+    again = await api.watch(await api.start_run(kernel_id=notebook.kernel_id))
+    assert of_type(again, "execution_finished"), again
+    assert of_type(again, "execution_finished")[0]["feedback"] == "(3, 2) 6\n"
+    assert again[-1]["status"] == "completed"
