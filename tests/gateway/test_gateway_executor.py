@@ -103,6 +103,18 @@ async def test_waiting_on_a_remote_kernel_does_not_spin_the_event_loop(executor:
     assert _cpu_seconds() - cpu < 0.6  # a busy-waiting client burns most of the 3 s
 
 
+async def test_an_execution_round_trip_does_not_wait_on_delayed_acks(executor: KernelExecutor) -> None:
+    # The gateway writes without TCP_NODELAY: unless the client acknowledges at once, each
+    # execution stalls ~40 ms (Nagle's algorithm against delayed ACKs), even the fastest one.
+    await executor.execute("pass")
+    fastest = float("inf")
+    for _ in range(15):
+        started = time.perf_counter()
+        await executor.execute("pass")
+        fastest = min(fastest, time.perf_counter() - started)
+    assert fastest < 0.025
+
+
 async def test_a_wrong_token_is_a_clear_error(kernel_gateway: RunningGateway) -> None:
     wrong = GatewayEndpoint(kernel_gateway.url, token="not-the-token")
     with pytest.raises(GatewayError, match="refused the token"):
