@@ -267,7 +267,7 @@ class Agent:
         parser = SegmentParser()
         chunks: list[str] = []
         segments: list[Segment] = []
-        pending: list[str] = []
+        pending: list[SegmentDelta] = []
         last_flush = time.monotonic()
         self._code_cell_id = ""
         self._report_cell_id = None
@@ -275,14 +275,17 @@ class Agent:
         def flush() -> None:
             nonlocal last_flush
             if pending:
-                self._make(Delta, step=self._step + 1, text="".join(pending), tag=parser.open_tag)
+                # Every pending delta belongs to the segment in progress (a finished segment
+                # flushes first): its tag is theirs, not whatever the parser has opened since.
+                tag = pending[0].tag
+                self._make(Delta, step=self._step + 1, text="".join(d.text for d in pending), tag=tag)
                 pending.clear()
             last_flush = time.monotonic()
 
         def handle(items: list[SegmentDelta | Segment]) -> bool:
             for item in items:
                 if isinstance(item, SegmentDelta):
-                    pending.append(item.text)
+                    pending.append(item)
                     continue
                 flush()
                 segments.append(item)

@@ -290,3 +290,25 @@ async def test_the_recorder_says_why_a_run_did_not_complete(scripted_llm, execut
     assert outcome.reason(max_rounds=2) == "the run stopped after 2 rounds without a final answer"
     with pytest.raises(ValueError, match="keeps no notebook"):
         recorder.notebook
+
+
+@pytest.mark.parametrize("chunk_delay", [0.0, 0.06])
+async def test_streamed_deltas_carry_the_tag_of_the_step_they_belong_to(
+    scripted_llm, executor: KernelExecutor, chunk_delay: float
+) -> None:
+    turn = (
+        "A note first.\n<Analyze>\nPlan the comparison step by step.\n</Analyze>\n"
+        "<Understand>\nThe rates differ by department.\n</Understand>\n<Answer>\nDone.\n</Answer>"
+    )
+    # A burst (a step's text flushed when the step ends), and chunks slower than the
+    # agent's flush interval (every step streams as several deltas).
+    llm = scripted_llm([turn], chunk_delay=chunk_delay)
+    _, events = await run_agent(llm, executor, Task("Plan it"))
+
+    segments = {e.step: e for e in events if e.type == "segment"}
+    deltas = [e for e in events if e.type == "delta"]
+    assert len(deltas) > (len(segments) if chunk_delay else 0)
+    for step, segment in segments.items():
+        streamed = [d for d in deltas if d.step == step]
+        assert {d.tag for d in streamed} == {segment.tag}, (segment.tag, [d.tag for d in streamed])
+        assert "".join(d.text for d in streamed).strip() == segment.text.strip()
