@@ -1,7 +1,8 @@
 """``KernelExecutor``: run the model's code in a Jupyter kernel and collect what it shows.
 
-Owns one async jupyter_client client on a kernel it started itself or attached to
-(connection info, or a server's kernel manager): executions serialized per executor,
+Owns one async jupyter_client client on a kernel it started itself (here, or on a kernel
+gateway) or attached to (connection info, or a client from a server's kernel manager:
+ZMQ, or a gateway's websocket): executions serialized per executor,
 nbformat outputs streamed as they arrive, a per-execution timeout that interrupts the
 kernel and leaves it usable, and a dead or restarted kernel reported as
 ``DeadKernelError`` (never a hang).
