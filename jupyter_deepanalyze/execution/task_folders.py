@@ -258,8 +258,14 @@ class KernelFolders:
                 f"the run's folder holds {_megabytes(total)}, over the {_megabytes(self.max_bytes)} "
                 "copied back through a kernel"
             )
+        root = into.resolve()
         for name, size in files:
             target = into / name
+            # The listing comes from a kernel the model's code ran in: trust no name.
+            if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts or not (
+                target.resolve().is_relative_to(root)
+            ):
+                raise ShippingError(f"the kernel listed a file outside the run's folder: {name!r}")
             target.parent.mkdir(parents=True, exist_ok=True)
             sha = hashlib.sha256()
             partial = target.with_name(target.name + ".part")

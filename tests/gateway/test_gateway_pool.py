@@ -89,3 +89,25 @@ async def test_a_gateway_kernel_that_died_is_replaced(kernel_gateway: RunningGat
                 await kernel.executor.execute("import time\ntime.sleep(60)")
         async with pool.session() as kernel:
             assert (await kernel.executor.execute("print('fresh')")).feedback == "fresh\n"
+
+
+async def test_collecting_a_task_folder_refuses_names_outside_it(
+    kernel_gateway: RunningGateway, tmp_path: Path
+) -> None:
+    into = tmp_path / "run_files"
+    into.mkdir()
+    async with KernelPool(1, gateway=kernel_gateway.endpoint) as pool:
+        async with pool.session([], name="hostile") as kernel:
+            await kernel.executor.execute(
+                "import os\nopen('result.txt', 'w').write('kept')\n"
+                "open('../escape.txt', 'w').write('no')\n"
+                "real_walk = os.walk\n"
+                "outside = os.path.abspath('../escape.txt')\n"
+                "os.walk = lambda top, **kw: iter([(top, [], ['result.txt', outside])])"
+            )
+            with pytest.raises(ShippingError, match="outside the run's folder: '../escape.txt'"):
+                await pool.folders.collect(kernel.executor, kernel.workdir, into)
+            await kernel.executor.execute("os.walk = real_walk")
+            await pool.folders.collect(kernel.executor, kernel.workdir, into)
+    assert not (tmp_path / "escape.txt").exists()
+    assert (into / "result.txt").read_text() == "kept"
