@@ -10,7 +10,7 @@ Must not import Jupyter server code.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets import (
     Bool,
@@ -26,6 +26,9 @@ from traitlets import (
 from traitlets.config import Configurable
 
 from .feedback import FeedbackOptions
+
+if TYPE_CHECKING:  # the execution package imports this module
+    from .execution.gateway import GatewayEndpoint
 
 MODEL_ENV = "DEEPANALYZE_MODEL"
 API_KEY_ENV = "DEEPANALYZE_API_KEY"
@@ -189,8 +192,8 @@ class DeepAnalyze(Configurable):
         help="Largest total size (MB) of one task's files shipped through a gateway kernel.",
     ).tag(config=True)
 
-    def gateway_endpoint(self) -> Any:
-        """The ``execution.gateway.GatewayEndpoint`` of ``gateway_url``, or None (this machine)."""
+    def gateway_endpoint(self) -> GatewayEndpoint | None:
+        """The gateway of ``gateway_url`` (with ``gateway_token``), or None (this machine)."""
         if not self.gateway_url:
             return None
         from .execution.gateway import GatewayEndpoint
