@@ -39,11 +39,13 @@ from .command import (
 from .config import DeepAnalyze
 from .demo import DEMO_FILE, DEMO_QUESTION, write_demo_data
 from .eval.bench import BenchOptions
-from .execution import ExecutionFailure
+from .execution import ExecutionFailure, Executor
+from .execution.gateway import GatewayError
 from .execution.kernel import KernelExecutor
-from .llm import ModelError
+from .execution.pool import KernelPool
+from .llm import ChatModel, ModelError
 from .llm.registry import open_model
-from .recorder import record_run
+from .recorder import RunRecorder, record_run
 from .terminal import CtrlC, Progress
 from .workspace import WorkspaceError, list_data_files, stage_inputs
 
@@ -59,6 +61,11 @@ RUN_FLAGS: dict[str, Any] = {
         {"DeepAnalyze": {"parity": True}},
         "Tell the model exactly what the reference loop would (DeepAnalyze.parity).",
     )
+}
+GATEWAY_ALIASES: dict[str, str] = {
+    "gateway-url": "DeepAnalyze.gateway_url",
+    "gateway-token": "DeepAnalyze.gateway_token",
+    "shared-workdir": "DeepAnalyze.shared_workdir",
 }
 
 
@@ -119,7 +126,7 @@ class ReportApp(DeepAnalyzeCommand):
         return list(self.extra_args) or list(self.paths)
 
     async def _report(self, stderr: TextIO) -> int:
-        config = self.settings()
+        config = gateway_settings(self.settings())
         question, out, folder = self._prepare()
         model = await open_model(config)
         progress = Progress(stderr)
@@ -129,17 +136,20 @@ class ReportApp(DeepAnalyzeCommand):
                 if DEMO_FILE in names:
                     raise UsageError(f"an input is already named {DEMO_FILE}")
                 names.append(write_demo_data(folder).name)
-            task = Task(question=question, files=list_data_files(folder, names))
-            progress.line(f"run folder {folder}/ ({len(task.files)} data files)")
-            executor = await KernelExecutor.start(
-                self.kernel_name, cwd=folder.resolve(), feedback=config.feedback_options()
-            )
-            try:
-                agent = Agent.from_config(config, model, executor)
-                with CtrlC(agent.cancel, "Stopping (Ctrl-C again to quit at once)…", stderr):
-                    recorder = await record_run(agent, task, on_event=progress.show)
-            finally:
-                await executor.shutdown()
+            if config.gateway_url:
+                recorder = await _report_on_gateway(
+                    config, model, self.kernel_name, question, folder, names, progress, stderr
+                )
+            else:
+                task = Task(question=question, files=list_data_files(folder, names))
+                progress.line(f"run folder {folder}/ ({len(task.files)} data files)")
+                executor = await KernelExecutor.start(
+                    self.kernel_name, cwd=folder.resolve(), feedback=config.feedback_options()
+                )
+                try:
+                    recorder = await _record(config, model, executor, task, progress, stderr)
+                finally:
+                    await executor.shutdown()
         finally:
             await model.aclose()
         written = recorder.write(out, folder=folder, html=self.html)
@@ -151,10 +161,55 @@ class ReportApp(DeepAnalyzeCommand):
         return EXIT_INTERRUPTED if recorder.outcome.status == "cancelled" else EXIT_FAILED
 
 
+def gateway_settings(config: DeepAnalyze) -> DeepAnalyze:
+    """``config``, its gateway settings checked (a bad URL is a usage error, not a failure)."""
+    if config.shared_workdir and not config.gateway_url:
+        raise UsageError("--shared-workdir is for kernels on a gateway: pass --gateway-url too")
+    try:
+        config.gateway_endpoint()
+    except GatewayError as exc:
+        raise UsageError(f"--gateway-url: {exc}") from None
+    return config
+
+
+async def _record(
+    config: DeepAnalyze, model: ChatModel, executor: Executor, task: Task, progress: Progress, stderr: TextIO
+) -> RunRecorder:
+    agent = Agent.from_config(config, model, executor)
+    with CtrlC(agent.cancel, "Stopping (Ctrl-C again to quit at once)…", stderr):
+        return await record_run(agent, task, on_event=progress.show)
+
+
+async def _report_on_gateway(
+    config: DeepAnalyze,
+    model: ChatModel,
+    kernel_name: str,
+    question: str,
+    folder: Path,
+    names: list[str],
+    progress: Progress,
+    stderr: TextIO,
+) -> RunRecorder:
+    """The report's run in a kernel on ``config.gateway_url``: the run folder's files go to
+    the kernel's side (shipped, or through ``shared_workdir``) and what the run leaves
+    there comes back into the run folder, so the report reads as a local one."""
+    async with KernelPool.from_config(config, 1, kernel_name=kernel_name) as pool:
+        async with pool.session([folder / name for name in names], name=folder.name) as kernel:
+            progress.line(f"run folder {kernel.workdir}/ on {config.gateway_url} ({len(kernel.files)} data files)")
+            try:
+                return await _record(config, model, kernel.executor, Task(question, kernel.files), progress, stderr)
+            finally:
+                try:
+                    await pool.folders.collect(kernel.executor, kernel.workdir, folder)
+                except ExecutionFailure as exc:  # the report is written all the same
+                    progress.line(f"the run folder's files stay on the kernel's side: {exc}")
+
+
 ReportApp.aliases = {
     **base_aliases,
     **MODEL_ALIASES,
     **RUN_ALIASES,
+    **GATEWAY_ALIASES,
     ("q", "question"): "ReportApp.question",
     ("o", "output"): "ReportApp.output",
     "kernel": "ReportApp.kernel_name",
@@ -257,7 +312,7 @@ class EvalApp(DeepAnalyzeCommand):
         from .eval.runner import EvalOutputError, EvalRunner
 
         bench = self._bench_name()
-        config = self.settings()
+        config = gateway_settings(self.settings())
         try:
             benchmark = open_benchmark(bench, Path(self.data).expanduser() if self.data else None)
             tasks = select_tasks(benchmark.tasks, self._task_ids(), self.limit)
@@ -317,6 +372,7 @@ EvalApp.aliases = {
     **base_aliases,
     **MODEL_ALIASES,
     **RUN_ALIASES,
+    **GATEWAY_ALIASES,
     **{name: f"EvalApp.{name}" for name in ("data", "ids", "limit", "concurrency", "out")},
     "kernel": "EvalApp.kernel_name",
 }
@@ -331,9 +387,10 @@ class BenchApp(DeepAnalyzeCommand):
     description = (
         "Measure, side by side in one run: per-execution overhead of a warm kernel versus a "
         "fresh Python process per code block (and the raw jupyter_client floor), agent-loop "
-        "overhead per round, eval throughput at concurrency 1 and 2, and memory per pooled "
-        "kernel. The model is a scripted policy with zero latency that is part of the "
-        "benchmark (jupyter_deepanalyze.eval.scripted_server), never a model default."
+        "overhead per round, eval throughput at concurrency 1 and 2, memory per pooled "
+        "kernel, and kernels on a Jupyter kernel gateway against local ones. The model is a "
+        "scripted policy with zero latency that is part of the benchmark "
+        "(jupyter_deepanalyze.eval.scripted_server), never a model default."
     )
     examples = "jupyter deepanalyze bench --repeat 20 --json bench.json"
 
@@ -342,6 +399,13 @@ class BenchApp(DeepAnalyzeCommand):
     tasks = Int(BenchOptions.tasks, min=1, help="Eval tasks per concurrency level.").tag(config=True)
     json = Unicode("", help="Also write the numbers to this JSON file.").tag(config=True)
     kernel_name = Unicode("python3", help="The Jupyter kernel the measurements run in.").tag(config=True)
+    gateway = Bool(
+        BenchOptions.gateway,
+        help=(
+            "Measure kernels on a gateway against local kernels (5): on --gateway-url, else on a "
+            "Jupyter Kernel Gateway started on 127.0.0.1 (pip install jupyter_kernel_gateway)."
+        ),
+    ).tag(config=True)
 
     def run(self) -> int:
         self.no_arguments()
@@ -350,10 +414,18 @@ class BenchApp(DeepAnalyzeCommand):
     async def _bench(self, stdout: TextIO, stderr: TextIO) -> int:
         from .eval.bench import BenchError, print_report, run_bench
 
-        options = BenchOptions(repeat=self.repeat, runs=self.runs, tasks=self.tasks, kernel=self.kernel_name)
+        config = gateway_settings(self.settings())
+        options = BenchOptions(
+            repeat=self.repeat,
+            runs=self.runs,
+            tasks=self.tasks,
+            kernel=self.kernel_name,
+            gateway=self.gateway,
+            gateway_url=config.gateway_url,
+        )
         progress = Progress(stderr)
         try:
-            report = await run_bench(options, log=progress.line)
+            report = await run_bench(options, log=progress.line, gateway_token=config.gateway_token)
         except BenchError as exc:
             print(f"jupyter deepanalyze: {exc}", file=stderr)
             return EXIT_FAILED
@@ -365,6 +437,12 @@ BenchApp.aliases = {
     **base_aliases,
     **{name: f"BenchApp.{name}" for name in ("repeat", "runs", "tasks", "json")},
     "kernel": "BenchApp.kernel_name",
+    "gateway-url": "DeepAnalyze.gateway_url",
+    "gateway-token": "DeepAnalyze.gateway_token",
+}
+BenchApp.flags = {
+    **base_flags,
+    "no-gateway": ({"BenchApp": {"gateway": False}}, "Skip measurement (5), kernels on a gateway."),
 }
 
 

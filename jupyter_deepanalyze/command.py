@@ -21,7 +21,7 @@ from traitlets.config import Configurable
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from ._version import __version__
-from .config import DeepAnalyze
+from .config import SECRET_SETTINGS, DeepAnalyze
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 CONFIG_FILE_NAME = "jupyter_deepanalyze_config"
@@ -137,6 +137,16 @@ class DeepAnalyzeCommand(JupyterApp):
             return DeepAnalyze(parent=self)
         except TraitError as exc:
             raise UsageError(self.explain(DeepAnalyze, exc)) from None
+
+    def start_show_config(self) -> None:
+        """``--show-config``, with secrets (API keys, tokens) shown as ``'<hidden>'``."""
+        section = self.config["DeepAnalyze"] if "DeepAnalyze" in self.config else {}
+        secrets = {name: section[name] for name in SECRET_SETTINGS if name in section}
+        section.update(dict.fromkeys(secrets, "<hidden>"))
+        try:
+            super().start_show_config()
+        finally:
+            section.update(secrets)
 
     def no_arguments(self) -> None:
         if self.extra_args:

@@ -10,7 +10,7 @@ Must not import Jupyter server code.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets import (
     Bool,
@@ -29,10 +29,17 @@ from traitlets.config import Configurable
 
 from .feedback import FeedbackOptions
 
+if TYPE_CHECKING:  # the execution package imports this module
+    from .execution.gateway import GatewayEndpoint
+
 MODEL_ENV = "DEEPANALYZE_MODEL"
 API_KEY_ENV = "DEEPANALYZE_API_KEY"
 MIN_OUTPUT_LIMIT = 200
 """A cap below this would leave the model too little to read (0 or None means no cap)."""
+GATEWAY_TOKEN_ENV = "JUPYTER_GATEWAY_AUTH_TOKEN"
+"""The gateway token's variable: the one a Jupyter server started with --gateway-url reads."""
+SECRET_SETTINGS = frozenset({"api_key", "gateway_token"})
+"""Settings never shown: not in help with values, not by --show-config."""
 
 
 class DeepAnalyze(Configurable):
@@ -82,8 +89,8 @@ class DeepAnalyze(Configurable):
     def class_get_trait_help(
         cls, trait: TraitType[Any, Any], inst: HasTraits | None = None, helptext: str | None = None
     ) -> str:
-        # Help with current values (IPython's `%config DeepAnalyze`) never shows the key.
-        if trait.name == "api_key":
+        # Help with current values (IPython's `%config DeepAnalyze`) never shows a secret.
+        if trait.name in SECRET_SETTINGS:
             inst = None
         return super().class_get_trait_help(trait, inst, helptext)
 
@@ -186,6 +193,46 @@ class DeepAnalyze(Configurable):
             "False reproduces the reference exactly (it drops it)."
         ),
     ).tag(config=True)
+
+    gateway_url = Unicode(
+        "",
+        help=(
+            "A Jupyter kernel gateway (http://host:8888) on which `jupyter deepanalyze eval` and "
+            "`report` start their kernels; empty: this machine. (A Jupyter server runs its "
+            "notebooks' kernels on a gateway with its own --gateway-url.)"
+        ),
+    ).tag(config=True)
+
+    gateway_token = Unicode(
+        help=f"The gateway's auth token. Defaults to ${GATEWAY_TOKEN_ENV}; never logged.",
+    ).tag(config=True)
+
+    @default("gateway_token")
+    def _default_gateway_token(self) -> str:
+        return os.environ.get(GATEWAY_TOKEN_ENV, "")
+
+    shared_workdir = Unicode(
+        "",
+        help=(
+            "With a gateway: a folder the gateway's kernels see at the same path (a shared "
+            "filesystem); task folders are made there. Empty: each task's folder is made on "
+            "the kernel's side and its files are shipped through the kernel."
+        ),
+    ).tag(config=True)
+
+    max_shipped_mb = Float(
+        512.0,
+        min=0.0,
+        help="Largest total size (MB) of one task's files shipped through a gateway kernel.",
+    ).tag(config=True)
+
+    def gateway_endpoint(self) -> GatewayEndpoint | None:
+        """The gateway of ``gateway_url`` (with ``gateway_token``), or None (this machine)."""
+        if not self.gateway_url:
+            return None
+        from .execution.gateway import GatewayEndpoint
+
+        return GatewayEndpoint(self.gateway_url, token=self.gateway_token)
 
     def feedback_options(self) -> FeedbackOptions:
         """What the model is told of executions, as these settings say: the one place

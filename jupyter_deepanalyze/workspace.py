@@ -1,24 +1,44 @@
 """Run folders: the working directory a run's code sees.
 
 Owns staging input paths by name into a fresh folder (copies, so model code can never
-modify the originals) and listing the data files the first message describes.
+modify the originals), the list of files such a copy holds (``input_files``: what is
+shipped to a kernel on another machine), and listing the data files the first message
+describes.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .protocol import DataFile
 
 MAX_LISTED_FILES = 200
 """Files described to the model at most (a huge folder would flood the first message)."""
+NOT_COPIED = (".*", "__pycache__")
+"""Names skipped inside an input folder (hidden files, bytecode caches)."""
 
 
 class WorkspaceError(ValueError):
     """An input path is missing or two inputs share a name."""
+
+
+def _named_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
+    """Each input with the name its copy gets; missing inputs and name clashes refused."""
+    named: list[tuple[Path, str]] = []
+    for raw in paths:
+        source = Path(raw).expanduser()
+        if not source.exists():
+            raise WorkspaceError(f"no such file or folder: {raw}")
+        name = source.resolve().name
+        if any(name == taken for _, taken in named):
+            raise WorkspaceError(f"two inputs are both named {name!r}")
+        named.append((source, name))
+    return named
 
 
 def stage_inputs(paths: Iterable[str | os.PathLike[str]], folder: Path) -> list[str]:
@@ -27,27 +47,49 @@ def stage_inputs(paths: Iterable[str | os.PathLike[str]], folder: Path) -> list[
     Copies, not links: code that writes to a data file changes the run's copy only.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    names: list[str] = []
-    for raw in paths:
-        source = Path(raw).expanduser()
-        if not source.exists():
-            raise WorkspaceError(f"no such file or folder: {raw}")
-        name = source.resolve().name
-        if name in names:
-            raise WorkspaceError(f"two inputs are both named {name!r}")
+    named = _named_inputs(paths)
+    for source, name in named:
         target = folder / name
         if source.is_dir():
             shutil.copytree(
                 source,
                 target,
-                ignore=shutil.ignore_patterns(".*", "__pycache__"),
+                ignore=shutil.ignore_patterns(*NOT_COPIED),
                 copy_function=shutil.copyfile,
             )
             _make_writable(target)
         else:
             shutil.copyfile(source, target)
-        names.append(name)
-    return names
+    return [name for _, name in named]
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file a staged copy of the inputs holds: ``name`` relative to the folder (``/``)."""
+
+    source: Path
+    name: str
+    size: int
+
+
+def input_files(paths: Iterable[str | os.PathLike[str]]) -> list[InputFile]:
+    """The files ``stage_inputs(paths, folder)`` would put in ``folder``, without copying."""
+    found: list[InputFile] = []
+    for source, name in _named_inputs(paths):
+        if not source.is_dir():
+            found.append(InputFile(source, name, source.stat().st_size))
+            continue
+        for directory, subdirs, files in os.walk(source):
+            subdirs[:] = sorted(d for d in subdirs if not _skipped(d))
+            for file in sorted(f for f in files if not _skipped(f)):
+                path = Path(directory) / file
+                relative = path.relative_to(source).as_posix()
+                found.append(InputFile(path, f"{name}/{relative}", path.stat().st_size))
+    return found
+
+
+def _skipped(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in NOT_COPIED)
 
 
 def _make_writable(folder: Path) -> None:
@@ -72,8 +114,17 @@ def list_data_files(folder: Path, names: Sequence[str] | None = None) -> list[Da
             continue
         candidates = sorted(root.rglob("*")) if root.is_dir() else [root]
         for path in candidates:
-            below = path.relative_to(root).parts
-            if path.is_file() and not any(part.startswith(".") for part in below):
+            if path.is_file():
                 found.append(DataFile(path.relative_to(folder).as_posix(), path.stat().st_size))
-    found.sort(key=lambda f: f.name)
-    return found[:MAX_LISTED_FILES]
+    return describe_files(found)
+
+
+def describe_files(files: Iterable[DataFile]) -> list[DataFile]:
+    """The data files the first message lists, sorted by name, capped.
+
+    A name's first part is what was given (listed even when hidden, as the reference lists
+    its workspace); hidden files and folders below it are left out.
+    """
+    shown = [f for f in files if not any(part.startswith(".") for part in f.name.split("/")[1:])]
+    shown.sort(key=lambda f: f.name)
+    return shown[:MAX_LISTED_FILES]

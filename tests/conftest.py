@@ -1,14 +1,18 @@
-"""Fixtures shared by the test suite: the shared data folder and the scripted model server;
-the ``gpu`` marker's skip where there is no CUDA GPU."""
+"""Fixtures shared by the test suite: the shared data folder, the scripted model server and a
+real Jupyter Kernel Gateway; the ``gpu`` marker's skip where there is no CUDA GPU."""
 
 from __future__ import annotations
 
 import functools
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from jupyter_deepanalyze.execution.gateway import GatewayEndpoint
+from jupyter_deepanalyze.execution.local_gateway import LocalGateway
 
 from .scripted_llm import ScriptedLLM, Turn
 
@@ -65,3 +69,37 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reason = _no_cuda_reason()
         if reason is not None:
             pytest.skip(f"gpu: {reason}")
+
+
+@dataclass
+class RunningGateway:
+    """A real Jupyter Kernel Gateway on 127.0.0.1; its kernels' TMPDIR and cwd under ``kernel_side``."""
+
+    gateway: LocalGateway
+    kernel_side: Path
+
+    @property
+    def endpoint(self) -> GatewayEndpoint:
+        return self.gateway.endpoint
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    @property
+    def token(self) -> str:
+        return self.gateway.token
+
+
+@pytest.fixture(scope="session")
+def kernel_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    """``jupyter kernelgateway`` (a free port, a token), started once per session.
+
+    Its kernels get their own temporary directory, so a test can tell a folder made on
+    the kernel's side from one made by the test process.
+    """
+    kernel_side = tmp_path_factory.mktemp("kernel-side")
+    (kernel_side / "tmp").mkdir()
+    gateway = LocalGateway(cwd=kernel_side, env={"TMPDIR": str(kernel_side / "tmp")}, pass_env=["TMPDIR"])
+    with gateway:
+        yield RunningGateway(gateway, kernel_side)

@@ -12,7 +12,7 @@ from jupyter_deepanalyze.eval.scripted_server import bench_policy
 JUPYTER = str(Path(sys.executable).parent / "jupyter")
 
 
-def test_bench_prints_overhead_ratios_throughput_and_memory(tmp_path: Path) -> None:
+def test_bench_prints_overhead_ratios_throughput_memory_and_the_gateway_row(tmp_path: Path) -> None:
     numbers = tmp_path / "bench.json"
     done = subprocess.run(
         [JUPYTER, "deepanalyze", "bench", "--repeat", "2", "--runs", "1", "--tasks", "2", "--json", str(numbers)],
@@ -29,6 +29,8 @@ def test_bench_prints_overhead_ratios_throughput_and_memory(tmp_path: Path) -> N
     assert "(2) agent loop per round" in out and "% of the round)" in out
     assert "concurrency 2:" in out and "x concurrency 1" in out
     assert "RSS" in out and "USS" in out
+    # (5): kernels on a local Kernel Gateway against local kernels, same tasks, same concurrency.
+    assert "(5) kernels on a gateway (http://127.0.0.1:" in out and "websocket path " in out
 
     data = json.loads(numbers.read_text())
     for row in data["execution_overhead"]:
@@ -42,6 +44,10 @@ def test_bench_prints_overhead_ratios_throughput_and_memory(tmp_path: Path) -> N
     throughput = [(t["concurrency"], t["tasks"], t["accuracy"]) for t in data["eval_throughput"]]
     assert throughput == [(1, 2, 1.0), (2, 2, 1.0)]
     assert data["kernel_memory"]["used_rss_mib"] > data["kernel_memory"]["fresh_rss_mib"] > 0
+    gateway = data["gateway"]
+    assert (gateway["concurrency"], gateway["tasks"], gateway["samples"]) == (2, 2, 2)
+    assert gateway["local_accuracy"] == gateway["gateway_accuracy"] == 1.0  # shipped files, same answers
+    assert gateway["gateway_execution_ms"] > 0 and "websocket_overhead_ms" in gateway
 
 
 def test_the_bench_policy_answers_with_what_the_kernel_printed() -> None:

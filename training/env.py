@@ -1,12 +1,12 @@
 """The training environment: the same kernel executor and protocol the server runs.
 
 Owns ``KernelEnvironment`` (a warm ``KernelPool`` from the core, one kernel per episode,
-its namespace reset between episodes), ``KernelEpisode.step`` (run the first ``<Code>``
-block of a model turn, return the feedback the model sees), the ``parity`` option (each
-block run with fresh globals and told as the reference's training environment told it)
-and the ``stateless`` one (the namespace cleared before every block), per-block
-timeouts, and ``EnvironmentThread``, which keeps an environment on its own event loop so
-synchronous trainers can drive it.
+its namespace reset between episodes; the kernels on this machine or on a Jupyter kernel
+gateway), ``KernelEpisode.step`` (run the first ``<Code>`` block of a model turn, return
+the feedback the model sees), the ``parity`` option (each block run with fresh globals and
+told as the reference's training environment told it) and the ``stateless`` one (the
+namespace cleared before every block), per-block timeouts, and ``EnvironmentThread``,
+which keeps an environment on its own event loop so synchronous trainers can drive it.
 
 Must not format feedback itself (``feedback.format_feedback`` does, inside the
 executor) nor know about tokens or models.
@@ -21,11 +21,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from jupyter_deepanalyze.config import DeepAnalyze, setting_default
 from jupyter_deepanalyze.execution import DeadKernelError
+from jupyter_deepanalyze.execution.gateway import GatewayError
 from jupyter_deepanalyze.execution.pool import KernelPool, PooledKernel
 from jupyter_deepanalyze.protocol import DataFile, extract_code, first_code_block
 
@@ -60,12 +61,42 @@ class EnvConfig:
     globals, stdout then stderr, its ``[Error]:`` form, no cap); overrides
     ``output_limit`` and ``keep_output_before_error``. With ``execution_timeout: 10`` this
     is the reference's training environment."""
+    gateway_url: str | None = None
+    """A Jupyter kernel gateway (``http://host:8888``) to start the kernels on; None: this machine."""
+    gateway_token: str | None = None
+    """The gateway's token; None reads ``$JUPYTER_GATEWAY_AUTH_TOKEN`` (keeps it out of config files)."""
+    shared_workdir: str | None = None
+    """With a gateway: a folder its kernels see at the same path (a shared filesystem); episode
+    folders are made there. None: they are made on the kernel's side, files shipped through it."""
+    max_shipped_mb: float = setting_default("max_shipped_mb")
+    """Largest total size (MB) of one episode's files shipped through a gateway kernel
+    (default: ``DeepAnalyze.max_shipped_mb``'s)."""
 
     def __post_init__(self) -> None:
         if self.kernels < 1:
             raise ValueError(f"env.kernels must be at least 1, got {self.kernels}")
         if self.execution_timeout <= 0:
             raise ValueError(f"env.execution_timeout must be positive, got {self.execution_timeout}")
+        if self.shared_workdir is not None and self.gateway_url is None:
+            raise ValueError("env.shared_workdir is for kernels on a gateway: set env.gateway_url too")
+        try:
+            self.settings().gateway_endpoint()  # a malformed URL is a config error now
+        except GatewayError as exc:
+            raise ValueError(f"env.gateway_url: {exc}") from None
+
+    def settings(self) -> DeepAnalyze:
+        """These settings as the core's ``DeepAnalyze`` (what ``KernelPool.from_config`` reads)."""
+        settings = DeepAnalyze(
+            output_limit=self.output_limit,
+            keep_output_before_error=self.keep_output_before_error,
+            parity=self.parity,
+            gateway_url=self.gateway_url or "",
+            shared_workdir=self.shared_workdir or "",
+            max_shipped_mb=self.max_shipped_mb,
+        )
+        if self.gateway_token is not None:  # else the default: $JUPYTER_GATEWAY_AUTH_TOKEN
+            settings.gateway_token = self.gateway_token
+        return settings
 
 
 @dataclass
@@ -113,7 +144,7 @@ class KernelEpisode:
         return list(self._kernel.files)
 
     @property
-    def workdir(self) -> Path:
+    def workdir(self) -> PurePath:
         return self._kernel.workdir
 
     @property
@@ -155,14 +186,7 @@ class KernelEnvironment:
 
     def __init__(self, config: EnvConfig | None = None, *, root: str | Path | None = None) -> None:
         self.config = config or EnvConfig()
-        feedback = DeepAnalyze(
-            output_limit=self.config.output_limit,
-            keep_output_before_error=self.config.keep_output_before_error,
-            parity=self.config.parity,
-        ).feedback_options()
-        self.pool = KernelPool(
-            self.config.kernels, root=root, executor_options={"feedback": feedback}
-        )
+        self.pool = KernelPool.from_config(self.config.settings(), self.config.kernels, root=root)
 
     async def start(self) -> KernelEnvironment:
         await self.pool.start()

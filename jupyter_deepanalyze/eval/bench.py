@@ -11,8 +11,10 @@ ratios:
 2. Agent-loop overhead per round: a run's wall time minus the time spent waiting for the
    model (the real HTTP path to a zero-latency policy) and executing code.
 3. Evaluation throughput (tasks per minute) of the real eval runner at concurrency 1
-   and 2, on a synthetic table-QA set.
+   and 2, on a synthetic table-QA set (``bench_throughput``).
 4. Memory (RSS and USS) per pooled kernel, fresh and after a pandas task.
+5. Kernels on a Jupyter kernel gateway against local kernels: eval throughput at the same
+   concurrency and the per-execution cost of the websocket path (``bench_throughput``).
 
 The model is ``scripted_server.py``'s OpenAI-compatible server replaying the bench's
 scripted turns (``bench_policy``) on the data it writes: fixed turns, zero latency,
@@ -41,21 +43,13 @@ from typing import Any, TextIO
 from jupyter_client import AsyncKernelClient
 
 from ..agent import Agent, Task
-from ..config import DeepAnalyze
 from ..execution.kernel import KernelExecutor
 from ..execution.pool import KernelPool
 from ..llm.openai_compat import OpenAICompatModel
 from ..protocol import DataFile
+from .bench_throughput import GatewayOverhead, Throughput, measure_gateway, measure_throughput
 from .benchmarks import TableQA
-from .runner import EvalRunner
-from .scripted_server import (
-    CSV_NAME,
-    SERVED_NAME,
-    ScriptedServer,
-    bench_policy,
-    write_bench_csv,
-    write_table_qa_set,
-)
+from .scripted_server import CSV_NAME, SERVED_NAME, ScriptedServer, bench_policy, write_bench_csv, write_table_qa_set
 from .timing import TimedExecutor, TimedModel
 
 PASS_CODE = "pass"
@@ -86,6 +80,9 @@ class BenchOptions:
     """Synthetic eval tasks per concurrency level (3)."""
     concurrency: tuple[int, ...] = (1, 2)
     kernel: str = "python3"
+    gateway: bool = True
+    """Measure kernels on a gateway (5): ``gateway_url``'s, else a local Kernel Gateway."""
+    gateway_url: str = ""
 
 
 # ------------------------------------------------------------------------ helpers
@@ -199,16 +196,6 @@ class AgentLoop:
 
 
 @dataclass
-class Throughput:
-    concurrency: int
-    tasks: int
-    tasks_per_min: float
-    tasks_wall_s: float
-    pool_start_s: float
-    accuracy: float
-
-
-@dataclass
 class KernelMemory:
     kernels: int
     fresh_rss_mib: float
@@ -225,6 +212,7 @@ class BenchReport:
     agent_loop: AgentLoop | None = None
     throughput: list[Throughput] = field(default_factory=list)
     memory: KernelMemory | None = None
+    gateway: GatewayOverhead | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -235,6 +223,7 @@ class BenchReport:
             "agent_loop": self.agent_loop.to_json() if self.agent_loop else None,
             "eval_throughput": [asdict(t) for t in self.throughput],
             "kernel_memory": asdict(self.memory) if self.memory else None,
+            "gateway": self.gateway.to_json() if self.gateway else None,
         }
 
     def render(self) -> str:
@@ -289,6 +278,8 @@ class BenchReport:
                 f"    fresh: RSS {m.fresh_rss_mib:.0f} MiB, USS {m.fresh_uss_mib:.0f} MiB; after a pandas task "
                 f"(10k-row frame): RSS {m.used_rss_mib:.0f} MiB, USS {m.used_uss_mib:.0f} MiB",
             ]
+        if self.gateway:
+            lines += self.gateway.render()
         return "\n".join(lines)
 
 
@@ -362,37 +353,6 @@ async def measure_agent_loop(
     )
 
 
-async def measure_throughput(
-    model: OpenAICompatModel, folder: Path, options: BenchOptions, log: Callable[[str], None]
-) -> list[Throughput]:
-    benchmark = TableQA(write_table_qa_set(folder / "tableqa", options.tasks))
-    results = []
-    for concurrency in options.concurrency:
-        log(f"(3) eval throughput: {options.tasks} tasks at concurrency {concurrency}")
-        runner = EvalRunner(
-            benchmark,
-            benchmark.tasks,
-            config=DeepAnalyze(max_rounds=10),
-            model=model,
-            out=folder / f"eval-c{concurrency}",
-            concurrency=concurrency,
-            kernel_name=options.kernel,
-        )
-        summary = await runner.run()
-        timings = summary["timings"]
-        results.append(
-            Throughput(
-                concurrency=concurrency,
-                tasks=summary["n"],
-                tasks_per_min=round(timings["tasks_per_min"] or 0.0, 2),
-                tasks_wall_s=round(timings["tasks_wall_s"], 3),
-                pool_start_s=round(timings["pool_start_s"], 3),
-                accuracy=summary["accuracy"],
-            )
-        )
-    return results
-
-
 async def measure_memory(folder: Path, kernel: str, log: Callable[[str], None]) -> KernelMemory:
     log("(4) memory per pooled kernel")
     csv = folder / CSV_NAME
@@ -415,8 +375,12 @@ async def measure_memory(folder: Path, kernel: str, log: Callable[[str], None]) 
     )
 
 
-async def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda _: None) -> BenchReport:
-    """Take every measurement; returns the report (``render()`` prints it)."""
+async def run_bench(
+    options: BenchOptions, log: Callable[[str], None] = lambda _: None, *, gateway_token: str = ""
+) -> BenchReport:
+    """Take every measurement; returns the report (``render()`` prints it).
+
+    ``gateway_token`` is the token of ``options.gateway_url`` (kept out of the report)."""
     report = BenchReport(_environment(), options)
     with tempfile.TemporaryDirectory(prefix="deepanalyze-bench-") as tmp:
         folder = Path(tmp)
@@ -431,7 +395,22 @@ async def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda _
                     report.agent_loop = await measure_agent_loop(executor, model, folder, options.runs, log)
                 finally:
                     await executor.shutdown()
-                report.throughput = await measure_throughput(model, folder, options, log)
+                benchmark = TableQA(write_table_qa_set(folder / "tableqa", options.tasks))
+                report.throughput = await measure_throughput(
+                    model, benchmark, folder, concurrency=options.concurrency, kernel=options.kernel, log=log
+                )
+                if options.gateway:
+                    report.gateway = await measure_gateway(
+                        model,
+                        benchmark,
+                        folder,
+                        concurrency=max(options.concurrency),
+                        repeat=options.repeat,
+                        kernel=options.kernel,
+                        gateway_url=options.gateway_url or None,
+                        gateway_token=gateway_token,
+                        log=log,
+                    )
             finally:
                 await model.aclose()
         report.memory = await measure_memory(folder, options.kernel, log)

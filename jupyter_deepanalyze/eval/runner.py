@@ -217,10 +217,8 @@ class EvalRunner:
         pending = self._pending if self._pending is not None else self.prepare()
         tasks_started = started
         if pending and not self._stopping:
-            pool = KernelPool(
-                min(self.concurrency, len(pending)),
-                kernel_name=self.kernel_name,
-                executor_options={"feedback": self.config.feedback_options()},
+            pool = KernelPool.from_config(
+                self.config, min(self.concurrency, len(pending)), kernel_name=self.kernel_name
             )
             try:
                 await pool.start()
@@ -297,7 +295,8 @@ class EvalRunner:
                     finally:
                         self._agents.discard(agent)
                         messages = agent.messages
-                    attach_images(recorder.notebook, kernel.workdir)
+                    if kernel.local:  # a folder on a gateway kernel's side is not readable here
+                        attach_images(recorder.notebook, Path(kernel.workdir))
             except Exception as exc:  # recorded as this task's failure; the run goes on
                 if recorder.outcome.finished:  # the run had ended; only returning the kernel failed
                     log.warning("task %s: returning its kernel failed: %s", task.id, exc)

@@ -1,8 +1,10 @@
 """Where the model's code runs: one interface, several executors.
 
 Owns ``Executor`` (the surface the agent uses), ``ExecutionResult`` and the named
-failures. ``kernel.KernelExecutor`` runs code in a Jupyter kernel; ``pool.KernelPool``
-keeps warm kernels for eval and training; ``inprocess.InProcessExecutor`` (the magic)
+failures. ``kernel.KernelExecutor`` runs code in a Jupyter kernel — on this machine, or
+on a Jupyter kernel gateway (``gateway``, ``gateway_channels``; ``clients`` picks the
+transport for a server's kernels); ``pool.KernelPool`` keeps warm kernels for eval and
+training, their task folders in ``task_folders``; ``inprocess.InProcessExecutor`` (the magic)
 runs it in the calling IPython shell, with ``capture`` (what a block shows) and
 ``shell_thread`` (handing work to the shell's thread, interrupting it). Both executors
 accumulate outputs with ``outputs.OutputAccumulator`` and report changes to

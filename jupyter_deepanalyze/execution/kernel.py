@@ -1,7 +1,8 @@
 """``KernelExecutor``: run the model's code in a Jupyter kernel and collect what it shows.
 
-Owns one async jupyter_client client on a kernel it started itself or attached to
-(connection info, or a server's kernel manager): executions serialized per executor,
+Owns one async jupyter_client client on a kernel it started itself (here, or on a kernel
+gateway) or attached to (connection info, or a client from a server's kernel manager:
+ZMQ, or a gateway's websocket): executions serialized per executor,
 nbformat outputs streamed as they arrive, a per-execution timeout that interrupts the
 kernel and leaves it usable, and a dead or restarted kernel reported as
 ``DeadKernelError`` (never a hang).
@@ -29,6 +30,7 @@ from ..config import default_feedback_options
 from ..feedback import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from ..outputs import OutputAccumulator, OutputSync
 from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
+from .gateway import GatewayEndpoint, GatewayKernel
 from .parity import ParityRun
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,8 @@ class KernelExecutor:
         self._lock = asyncio.Lock()
         self._kernel_pid = self._pid()
         self._closed = False
+        self.restarted = False
+        """The kernel was seen restarting: its state is gone and this executor is not reused."""
 
     # ------------------------------------------------------------------ construction
 
@@ -155,17 +159,55 @@ class KernelExecutor:
             client.load_connection_info(dict(connection_info))
         else:
             client.load_connection_file(str(connection_info))
-        client.start_channels()
+        return await cls.connect(client, ready_timeout=ready_timeout, **options)
+
+    @classmethod
+    async def connect(
+        cls,
+        client: AsyncKernelClient,
+        *,
+        ready_timeout: float = 30.0,
+        **options: Any,
+    ) -> KernelExecutor:
+        """Start ``client``'s channels (ZMQ, or a gateway's websocket) and wait for the kernel.
+
+        With ``manager=`` the executor owns that kernel (it shuts it down with itself).
+        """
         executor = cls(client, **options)
         try:
+            await _maybe_await(client.start_channels())
             await client.wait_for_ready(timeout=ready_timeout)
-        except RuntimeError as exc:
-            client.stop_channels()
+        except RuntimeError as exc:  # DeadKernelError and GatewayError included
+            await executor.shutdown()
+            if isinstance(exc, ExecutionFailure):
+                raise
             raise DeadKernelError(f"the kernel does not answer: {exc}") from exc
         except BaseException:  # cancelled while a busy kernel had not answered yet
-            client.stop_channels()
+            await executor.shutdown()
             raise
+        executor._kernel_pid = executor._pid()
         return executor
+
+    @classmethod
+    async def start_on_gateway(
+        cls,
+        endpoint: GatewayEndpoint,
+        kernel_name: str = "python3",
+        *,
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 60.0,
+        **options: Any,
+    ) -> KernelExecutor:
+        """Start a new kernel (owned by the executor) on a kernel gateway.
+
+        Its working directory is the gateway's choice; ``env`` reaches the kernel only
+        for the variables the gateway passes on (``KERNEL_*`` and those it allows).
+        """
+        from .gateway_channels import GatewayChannelsClient
+
+        kernel = await GatewayKernel.start(endpoint, kernel_name, env)
+        client = GatewayChannelsClient(kernel.kernel_id, endpoint=endpoint, rest=kernel.rest)
+        return await cls.connect(client, manager=kernel, ready_timeout=startup_timeout, **options)
 
     # ------------------------------------------------------------------------ state
 
@@ -174,7 +216,7 @@ class KernelExecutor:
         return getattr(provisioner, "pid", None) if provisioner else None
 
     async def is_alive(self) -> bool:
-        if self._closed:
+        if self._closed or self.restarted:
             return False
         if self.manager is not None:
             if self._pid() != self._kernel_pid:  # restarted behind our back
@@ -197,7 +239,8 @@ class KernelExecutor:
         if self._closed:
             return
         self._closed = True
-        self.client.stop_channels()
+        if self.client.channels_running:
+            self.client.stop_channels()
         if self.manager is not None:
             try:
                 await self.manager.shutdown_kernel(now=True)
@@ -343,8 +386,9 @@ class KernelExecutor:
             return None
         if (
             msg["msg_type"] == "status"
-            and msg["content"].get("execution_state") in ("starting", "restarting")
+            and msg["content"].get("execution_state") in ("starting", "restarting", "dead")
         ):
+            self.restarted = True  # a gateway kernel has no pid to tell by later
             raise DeadKernelError("the kernel restarted during the execution; its variables are gone")
         return msg
 

@@ -1,10 +1,12 @@
 """The server's kernels as the agent uses them: found by notebook, attached once, dropped on restart.
 
 Owns ``KernelExecutors`` — one ``KernelExecutor`` per server kernel, with its own
-client built from the kernel manager's connection info (never a copy of another
-client's session), reused by runs and variable probes so their executions are
-serialized per kernel, interrupting through the server's kernel manager, and dropped when
-the kernel is shut down or restarted — and ``KernelLease``, the executor a run holds.
+client from the kernel's manager (ZMQ for the server's own kernels, the gateway's
+websocket when the server runs kernels on a gateway; ``execution.clients``; never a copy
+of another client's session), reused by runs and variable probes so their executions are
+serialized per kernel, interrupting through the server's kernel manager (the gateway's
+interrupt endpoint for gateway kernels), and dropped when the kernel is shut down or
+restarted — and ``KernelLease``, the executor a run holds.
 Also finds the kernel of a notebook session and its working directory.
 
 The user's own cells reach the kernel through the server's websocket, not through this
@@ -26,6 +28,7 @@ from jupyter_core.utils import ensure_async
 
 from ..config import default_feedback_options
 from ..execution import DeadKernelError, ExecutionResult, OutputCallback
+from ..execution.clients import client_for_manager
 from ..execution.kernel import KernelExecutor
 from ..feedback import FeedbackOptions
 
@@ -86,6 +89,12 @@ class KernelAttachment:
     def executor(self) -> KernelExecutor:
         return self.attaching.result()
 
+    @property
+    def restarted(self) -> bool:
+        """Its executor saw the kernel restart (a gateway kernel's only sign: it has no pid)."""
+        done = self.attaching.done() and not self.attaching.cancelled() and self.attaching.exception() is None
+        return done and self.executor.restarted
+
 
 class KernelExecutors:
     """One executor per server kernel, attached on first use and shared afterwards."""
@@ -113,7 +122,7 @@ class KernelExecutors:
             raise UnknownKernel(f"No such kernel: {kernel_id}.")
         pid = self._pid(kernel_id)
         attachment = self._attachments.get(kernel_id)
-        if attachment is not None and attachment.pid != pid:
+        if attachment is not None and (attachment.pid != pid or attachment.restarted):
             self.invalidate(kernel_id)  # restarted without an event reaching us
             attachment = None
         if attachment is None:
@@ -178,8 +187,8 @@ class KernelExecutors:
         async def interrupt() -> None:
             await ensure_async(manager.interrupt_kernel(kernel_id))
 
-        return await KernelExecutor.attach(
-            manager.get_connection_info(kernel_id),
+        return await KernelExecutor.connect(
+            client_for_manager(manager.get_kernel(kernel_id)),
             ready_timeout=self.attach_timeout,
             interrupter=interrupt,
             kernel_id=kernel_id,

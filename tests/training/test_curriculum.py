@@ -23,8 +23,10 @@ TINY_CONFIG = REPO_ROOT / "training" / "configs" / "tiny_cpu.yaml"
 STAGES = ["1-single-ability", "2a-cold-start", "2b-grpo"]
 
 
-def run_cli(*args: str, timeout: float = 600, cpu_only: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+def run_cli(
+    *args: str, timeout: float = 600, cpu_only: bool = False, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(extra_env or {})}
     if cpu_only:
         env["CUDA_VISIBLE_DEVICES"] = ""  # GPUs, if there are any, stay hidden
     return subprocess.run(
@@ -137,6 +139,30 @@ def test_two_process_gloo_run_keeps_ranks_in_sync(kind: str, tiny_run: Path, tmp
         assert records[0]["reward_std"] > 0
     assert changed(parameters(model), parameters(output / "final"))
     assert ranks[0]["parameters"] == ranks[1]["parameters"]  # gradients were all-reduced
+
+
+@pytest.mark.slow
+def test_a_grpo_step_rolls_out_on_kernels_of_a_gateway(tiny_run: Path, kernel_gateway: Any, tmp_path: Path) -> None:
+    output = tmp_path / "grpo"
+    config = tmp_path / "grpo.yaml"
+    config.write_text(
+        f"model: {tiny_run / '2a-cold-start' / 'final'}\noutput_dir: {output}\n"
+        f"tasks: [{tiny_run / 'data' / 'rl_tasks.jsonl'}]\n"
+        # The curriculum's own GRPO settings (tiny_cpu.yaml), kernels on the gateway.
+        "learning_rate: 1.0e-3\nnum_generations: 8\nper_device_train_batch_size: 8\nmax_steps: 2\n"
+        "temperature: 0.7\nrollout: {max_turns: 4, max_completion_length: 512, max_turn_tokens: 256}\n"
+        f"env: {{kernels: 4, execution_timeout: 20, gateway_url: '{kernel_gateway.url}'}}\n"
+    )
+    # The token comes from the environment, as the README says, not from the config file.
+    result = run_cli(
+        "grpo", "--config", str(config), cpu_only=True,
+        extra_env={"JUPYTER_GATEWAY_AUTH_TOKEN": kernel_gateway.token},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    records = [r for r in read_metrics(output / "metrics.jsonl") if "reward" in r]
+    assert len(records) == 2
+    assert sum(r["episode/executions"] for r in records) > 0, records
+    assert sum(r["episode/kernel_time"] for r in records) > 0, records
 
 
 @pytest.mark.slow
