@@ -221,6 +221,9 @@ class DataFile:
 
     name: str
     size_bytes: int
+    columns: Sequence[str] = ()
+    """A table's header, when known; the native first message leaves it out (as the
+    reference does), a dialect that asks for it (``Dialect.describe_columns``) shows it."""
 
 
 @dataclass(frozen=True)
@@ -260,14 +263,23 @@ def build_first_message(
     instruction: str,
     files: Sequence[DataFile] = (),
     variables: Sequence[VariableInfo] = (),
+    *,
+    columns: bool = False,
 ) -> str:
-    """The one user message of a run (no system prompt for the native model)."""
+    """The one user message of a run (no system prompt for the native model).
+
+    ``columns`` adds each file's known header to its entry (not in the reference format).
+    """
     message = f"# Instruction\n{instruction.strip()}"
     if not files and not variables:
         return message
     data = ""
     for index, data_file in enumerate(sorted(files, key=lambda f: f.name), start=1):
         entry = {"name": data_file.name, "size": format_size(data_file.size_bytes)}
+        if columns and data_file.columns:
+            shown = list(data_file.columns[:_MAX_COLUMNS_DESCRIBED])
+            hidden = len(data_file.columns) - len(shown)
+            entry["columns"] = ", ".join(shown) + (f", ... {hidden} more" if hidden > 0 else "")
         data += f"File {index}:\n{json.dumps(entry, indent=4, ensure_ascii=False)}\n\n"
     if variables:
         data += "Variables already defined in the running Python session:\n"
@@ -451,6 +463,13 @@ class Dialect:
     request_extras: Mapping[str, Any] = field(default_factory=dict)
     examples: tuple[Mapping[str, str], ...] = ()
     """Few-shot messages placed before the task (small models need to see the format)."""
+    describe_columns: bool = False
+    """The first message names each data file's columns (small models need them spelled out)."""
+
+    def first_message(
+        self, instruction: str, files: Sequence[DataFile] = (), variables: Sequence[VariableInfo] = ()
+    ) -> str:
+        return build_first_message(instruction, files, variables, columns=self.describe_columns)
 
     def initial_messages(self, first_message: str) -> list[dict[str, str]]:
         messages = [dict(m) for m in self.examples] + [{"role": "user", "content": first_message}]

