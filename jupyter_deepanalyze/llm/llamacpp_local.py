@@ -42,6 +42,17 @@ class LoadedGGUF:
     end_ids: frozenset[int]
     lock: threading.Lock = field(default_factory=threading.Lock)
     guide_tokenizer: Any = None
+    reused_tokens: int = 0  # prompt tokens the last generation kept from the previous one
+
+    def common_prefix(self, tokens: Sequence[int]) -> int:
+        """Tokens llama.cpp keeps evaluated for this prompt (its own prefix-match rule)."""
+        evaluated = self.llama._input_ids[: self.llama.n_tokens].tolist()
+        same = 0
+        for a, b in zip(evaluated, tokens):
+            if a != b:
+                break
+            same += 1
+        return same - 1 if same == len(tokens) else same
 
 
 _loaded: dict[tuple[str, int], LoadedGGUF] = {}
@@ -161,7 +172,8 @@ class LlamaCppModel:
     @property
     def context_length(self) -> int:
         assert self._loaded is not None
-        return int(self._loaded.llama.n_ctx())
+        llama = self._loaded.llama
+        return min(int(llama.n_ctx()), len(llama.input_ids))  # llama.cpp may round n_ctx up
 
     def render(self, messages: Sequence[Message]) -> str:
         assert self._loaded is not None
@@ -172,9 +184,13 @@ class LlamaCppModel:
         loaded = self._loaded
         assert loaded is not None
         if loaded.guide_tokenizer is None:
+            import warnings
+
             import llguidance.llamacpp
 
-            loaded.guide_tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(loaded.llama._model.vocab)
+            with warnings.catch_warnings():  # it reads each token's attributes by a deprecated name
+                warnings.simplefilter("ignore", DeprecationWarning)
+                loaded.guide_tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(loaded.llama._model.vocab)
         return TurnGuide(loaded.guide_tokenizer, grammar)
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:
@@ -235,6 +251,7 @@ class LlamaCppModel:
         generated = 0
         try:
             with loaded.lock:
+                loaded.reused_tokens = max(loaded.common_prefix(tokens), 0)
                 for token in loaded.llama.generate(
                     tokens, temp=temperature, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
                     logits_processor=processors,

@@ -73,6 +73,7 @@ class LoadedModel:
     cached_ids: list[int] = field(default_factory=list)  # what ``cache`` holds keys and values of
     cache: Any = None  # the last generation's DynamicCache (its prefix is reused)
     guide_tokenizer: Any = None  # llguidance's view of the vocabulary, built on first use
+    reused_tokens: int = 0  # prompt tokens the last generation took from the cache
 
     def reusable_cache(self, ids: list[int]) -> tuple[Any, int]:
         """A cache holding the longest prefix of ``ids`` already computed, and its length.
@@ -346,7 +347,7 @@ class TransformersModel:
         try:
             with loaded.lock, torch.inference_mode():
                 ids = inputs["input_ids"][0].tolist()
-                cache, _ = loaded.reusable_cache(ids) if self.reuse_prefix else (None, 0)
+                cache, loaded.reused_tokens = loaded.reusable_cache(ids) if self.reuse_prefix else (None, 0)
                 sequences = loaded.model.generate(
                     **{k: v.to(loaded.model.device) for k, v in inputs.items()},
                     max_new_tokens=max_new_tokens,
