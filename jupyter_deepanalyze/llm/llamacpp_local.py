@@ -17,6 +17,7 @@ Must not contain agent logic.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -57,6 +58,14 @@ class LoadedGGUF:
 
 _loaded: dict[tuple[str, int], LoadedGGUF] = {}
 _load_lock = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free llama.cpp's memory while the interpreter can still run its finalizers."""
+    for loaded in _loaded.values():
+        loaded.llama.close()
+    _loaded.clear()
 
 
 def _silence_llama_logs() -> None:
