@@ -2,7 +2,7 @@
 
 The core (protocol, events, agent, execution, llm, notebook) needs no Jupyter server;
 front doors (CLI, server extension, JupyterLab extension, magic) are built on it.
-``%load_ext jupyter_deepanalyze`` loads the ``%analyze`` magics (``magics.py``).
+``%load_ext jupyter_deepanalyze`` loads the ``%analyze`` magics (the ``magic`` package).
 """
 
 from typing import Any
@@ -24,13 +24,13 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_deepanalyze``: register ``%analyze`` and ``%%analyze``."""
-    from .magics import load_ipython_extension as load  # IPython only when asked for
+    from .magic import load_ipython_extension as load  # IPython only when asked for
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magics import unload_ipython_extension as unload
+    from .magic import unload_ipython_extension as unload
 
     unload(ipython)
 

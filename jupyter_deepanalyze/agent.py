@@ -21,6 +21,7 @@ from .config import DeepAnalyze
 from .events import (
     ApprovalRequired,
     CellCreated,
+    ClearOutput,
     Delta,
     Event,
     EventSequence,
@@ -35,6 +36,7 @@ from .events import (
 )
 from .execution import DeadKernelError, ExecutionFailure, Executor
 from .llm import ChatModel, GenerationParams, ModelError
+from .outputs import ClearOutputs, OutputChange
 from .protocol import (
     CODE_CLOSE,
     DataFile,
@@ -113,6 +115,8 @@ class Agent:
         self._events = EventSequence(self.run_id)
         self._emit: Callable[[Event], None] = lambda event: None
         self._worker: asyncio.Task[None] | None = None
+        self._started = False  # the worker's coroutine has begun (it can take a cancel)
+        self._cancelled = False
         self._step = 0
         self._code_cell_id = ""
         self._report_cell_id: str | None = None
@@ -148,8 +152,16 @@ class Agent:
                     await self._worker
 
     def cancel(self) -> None:
-        """Stop the model stream and interrupt the kernel; the run ends ``cancelled``."""
-        if self._worker is not None and not self._worker.done():
+        """Stop the model stream and interrupt the kernel; the run ends ``cancelled``.
+
+        Before the run has begun, the cancel is remembered: the run then ends
+        ``cancelled`` at once (``run_started``, its title cell, a status cell and
+        ``run_finished``) without asking the model anything. Calling it again does nothing.
+        """
+        if self._cancelled:
+            return
+        self._cancelled = True
+        if self._started and self._worker is not None and not self._worker.done():
             self._worker.cancel()
 
     # ------------------------------------------------------------------ the loop
@@ -173,8 +185,11 @@ class Agent:
 
     async def _run(self, task: Task, queue: asyncio.Queue[Event | None]) -> None:
         status, error, report_cell_id = "failed", None, None
+        self._started = True
         try:
             try:
+                if self._cancelled:  # before the run began: end it as a cancel at once would
+                    raise asyncio.CancelledError
                 await self.model.ready()
             finally:
                 self._make(
@@ -252,7 +267,7 @@ class Agent:
         parser = SegmentParser()
         chunks: list[str] = []
         segments: list[Segment] = []
-        pending: list[str] = []
+        pending: list[SegmentDelta] = []
         last_flush = time.monotonic()
         self._code_cell_id = ""
         self._report_cell_id = None
@@ -260,14 +275,17 @@ class Agent:
         def flush() -> None:
             nonlocal last_flush
             if pending:
-                self._make(Delta, step=self._step + 1, text="".join(pending), tag=parser.open_tag)
+                # Every pending delta belongs to the segment in progress (a finished segment
+                # flushes first): its tag is theirs, not whatever the parser has opened since.
+                tag = pending[0].tag
+                self._make(Delta, step=self._step + 1, text="".join(d.text for d in pending), tag=tag)
                 pending.clear()
             last_flush = time.monotonic()
 
         def handle(items: list[SegmentDelta | Segment]) -> bool:
             for item in items:
                 if isinstance(item, SegmentDelta):
-                    pending.append(item.text)
+                    pending.append(item)
                     continue
                 flush()
                 segments.append(item)
@@ -336,8 +354,17 @@ class Agent:
         else:
             ran = code
 
-        def forward(output: dict[str, Any]) -> None:
-            self._make(OutputAppended, cell_id=cell_id, output=output)
+        def forward(change: OutputChange) -> None:
+            if isinstance(change, ClearOutputs):
+                self._make(ClearOutput, cell_id=cell_id, wait=change.wait)
+            else:
+                self._make(
+                    OutputAppended,
+                    cell_id=cell_id,
+                    output=change.output,
+                    display_id=change.display_id,
+                    update=change.update,
+                )
 
         changed = ran if ran != code else None
         try:

@@ -1,236 +1,176 @@
-"""``jupyter deepanalyze``: headless front doors on the core.
+"""``jupyter deepanalyze``: the headless front doors, one Jupyter application.
 
-Owns argument parsing, progress lines on stderr, exit codes and file placement for
-``report`` (a report notebook from data files), ``models`` (which model a spec
-resolves to, and whether it answers), ``eval`` (a benchmark run, ``eval/``) and
-``bench`` (the harness's performance, ``eval/bench.py``).
+Owns ``DeepAnalyzeApp`` (a ``jupyter_core`` ``JupyterApp``, as nbclient's
+``NbClientApp``) and its subcommands ``report`` (a report notebook from data files),
+``eval`` (a benchmark run, ``eval/``), ``models`` (which model a spec resolves to, and
+whether it answers) and ``bench`` (the harness's performance, ``eval/bench.py``). Every
+option is an alias or a flag of a trait — a ``DeepAnalyze`` setting or one of the
+subcommand's own — so ``--help-all``, ``jupyter_deepanalyze_config.py`` (or ``.json``)
+in the Jupyter config path and the command line set the same settings, the command line
+winning (``command.DeepAnalyzeCommand`` reads them, and turns bad input into one line).
+Also owns what each command prints, its exit status and where its files go.
 
-Must not duplicate agent logic: runs go through ``Agent`` and ``NotebookBuilder``.
+Must not duplicate agent logic: runs go through ``Agent`` and ``RunRecorder``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import contextlib
 import shutil
-import signal
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ._version import __version__
+from jupyter_core.application import base_aliases, base_flags
+from traitlets import Bool, Int, List, Unicode
+
 from .agent import Agent, Task
+from .command import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    DeepAnalyzeCommand,
+    UsageError,
+    flags_of,
+)
 from .config import DeepAnalyze
 from .demo import DEMO_FILE, DEMO_QUESTION, write_demo_data
-from .events import Event, ExecutionFinished, RunFinished, RunStarted, SegmentFinished
+from .eval.bench import BenchOptions
 from .execution import ExecutionFailure
 from .execution.kernel import KernelExecutor
 from .llm import ModelError
 from .llm.registry import open_model
-from .notebook import NotebookBuilder, attach_images, write_notebook
+from .recorder import record_run
+from .terminal import CtrlC, Progress
 from .workspace import WorkspaceError, list_data_files, stage_inputs
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MODEL_ALIASES: dict[str, str] = {"model": "DeepAnalyze.model", "model-name": "DeepAnalyze.model_name"}
+RUN_ALIASES: dict[str, str] = {
+    "max-rounds": "DeepAnalyze.max_rounds",
+    "max-tokens": "DeepAnalyze.max_tokens",
+    "temperature": "DeepAnalyze.temperature",
+    "timeout": "DeepAnalyze.execution_timeout",
+}
 
 
-class UsageError(Exception):
-    """Bad arguments: reported as one line, exit code 2."""
+# ------------------------------------------------------------------------ report
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        help="model spec: an OpenAI-compatible URL such as http://localhost:8000/v1, "
-        "'vllm:ID_OR_PATH', 'transformers:ID_OR_PATH', 'tiny' (a CPU smoke-test model) or 'auto' "
-        "(default: $DEEPANALYZE_MODEL, else auto)",
+class ReportApp(DeepAnalyzeCommand):
+    name = "jupyter-deepanalyze-report"
+    description = (
+        "Run the agent on data files in a fresh kernel and write the analysis as a notebook. "
+        "The files (PATHs) are copied into a run folder (OUT's name + '_files') that is the "
+        "kernel's working directory; the originals are never modified. Exit status: 0 when "
+        "the run completes, 1 when it fails or hits max rounds, 2 for bad arguments, 130 "
+        "when interrupted."
     )
-    parser.add_argument("--model-name", help="served model name (default: ask the server)")
+    examples = 'jupyter deepanalyze report data.csv -q "What drives churn?" -o churn.ipynb --model http://gpu:8000/v1'
 
-
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-rounds", type=int, help="most model turns (default 30)")
-    parser.add_argument("--max-tokens", type=int, help="most tokens per model turn")
-    parser.add_argument("--temperature", type=float, help="sampling temperature (default 0.5)")
-    parser.add_argument("--timeout", type=float, help="seconds one code block may run (default 600)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="jupyter deepanalyze",
-        description="DeepAnalyze: an autonomous data-science agent running in Jupyter kernels.",
+    paths = List(Unicode(), help="Data files or folders to analyze (also the command line's PATHs).").tag(
+        config=True
     )
-    parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    report = commands.add_parser(
-        "report",
-        help="analyze data files and write a report notebook",
-        description="Run the agent on data files in a fresh kernel and write the analysis "
-        "as a notebook. The files are copied into a run folder (OUT's name + '_files') that "
-        "is the kernel's working directory; the originals are never modified.",
+    question = Unicode("", help=f"What to analyze (with --demo it may be left out: {DEMO_QUESTION!r}).").tag(
+        config=True
     )
-    report.add_argument("paths", nargs="*", metavar="PATH", help="data files or folders")
-    report.add_argument(
-        "--demo",
-        action="store_true",
-        help=f"add a generated demo dataset ({DEMO_FILE}) to the run folder",
-    )
-    report.add_argument(
-        "-q", "--question", help="what to analyze (default with --demo: a question about it)"
-    )
-    report.add_argument("-o", "--output", required=True, metavar="OUT.ipynb", help="notebook to write")
-    _add_model_options(report)
-    _add_run_options(report)
-    report.add_argument("--html", action="store_true", help="also write OUT.html")
-    report.add_argument("--force", action="store_true", help="overwrite OUT and its run folder")
-    report.add_argument("--kernel", default="python3", help="kernel name (default python3)")
+    output = Unicode("", help="The notebook to write (OUT.ipynb).").tag(config=True)
+    html = Bool(False, help="Also write OUT.html.").tag(config=True)
+    force = Bool(False, help="Overwrite OUT (and OUT.html) and its run folder.").tag(config=True)
+    demo = Bool(False, help=f"Add a generated demo dataset ({DEMO_FILE}) to the run folder.").tag(config=True)
+    kernel_name = Unicode("python3", help="The Jupyter kernel the model's code runs in.").tag(config=True)
 
-    models = commands.add_parser("models", help="show the resolved model and whether it answers")
-    _add_model_options(models)
-    _add_eval_parser(commands)
-    _add_bench_parser(commands)
-    return parser
+    def run(self) -> int:
+        return asyncio.run(self._report(sys.stderr))
 
-
-def _config(args: argparse.Namespace) -> DeepAnalyze:
-    config = DeepAnalyze()
-    overrides = {
-        "model": args.model,
-        "model_name": args.model_name,
-        "max_rounds": getattr(args, "max_rounds", None),
-        "max_tokens": getattr(args, "max_tokens", None),
-        "temperature": getattr(args, "temperature", None),
-        "execution_timeout": getattr(args, "timeout", None),
-    }
-    for name, value in overrides.items():
-        if value is not None:
-            try:
-                setattr(config, name, value)
-            except Exception as exc:  # traitlets validation: one line, no traceback
-                raise UsageError(f"--{name.replace('_', '-')}: {exc}") from None
-    return config
-
-
-class CtrlC:
-    """While active, the first Ctrl-C calls ``stop`` (a clean stop); a second quits at once."""
-
-    def __init__(self, stop: Callable[[], None], message: str, stderr: TextIO) -> None:
-        self.stop = stop
-        self.message = message
-        self.stderr = stderr
-        self.count = 0
-
-    def _pressed(self) -> None:
-        self.count += 1
-        if self.count > 1:
-            raise KeyboardInterrupt
-        print(f"\n{self.message}", file=self.stderr, flush=True)
-        self.stop()
-
-    def __enter__(self) -> CtrlC:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._pressed)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
-
-
-class Progress:
-    """One line per finished step on stderr: elapsed time, step, tag, a preview."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.started = time.monotonic()
-
-    def line(self, text: str) -> None:
-        elapsed = time.monotonic() - self.started
-        print(f"[{elapsed:6.1f}s] {text}", file=self.stream, flush=True)
-
-    def show(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self.line(f"model {event.model}")
-        elif isinstance(event, SegmentFinished):
-            preview = " ".join(event.text.split())[:70]
-            self.line(f"step {event.step:<3} {event.tag or 'note':<10} {preview}")
-        elif isinstance(event, ExecutionFinished):
-            count = f" [{event.execution_count}]" if event.execution_count else ""
-            self.line(f"         ran: {event.status}{count}")
-        elif isinstance(event, RunFinished):
-            self.line(f"run {event.status}" + (f": {event.error}" if event.error else ""))
-
-
-def _prepare_paths(args: argparse.Namespace) -> tuple[Path, Path]:
-    if not args.question:
-        if not args.demo:
+    def _prepare(self) -> tuple[str, Path, Path]:
+        question = self.question or (DEMO_QUESTION if self.demo else "")
+        if not question:
             raise UsageError("the question is missing: pass -q QUESTION")
-        args.question = DEMO_QUESTION
-    out = Path(args.output).expanduser()
-    if out.suffix != ".ipynb":
-        raise UsageError(f"the output must be an .ipynb file, not {args.output!r}")
-    folder = out.with_name(out.stem + "_files")
-    for path in (out, folder) + ((out.with_suffix(".html"),) if args.html else ()):
-        if path.exists() and not args.force:
-            raise UsageError(f"{path} exists; pass --force to overwrite it")
-    for raw in args.paths:
-        source = Path(raw).expanduser()
-        if not source.exists():
-            raise UsageError(f"no such file or folder: {raw}")
-        if source.resolve().is_relative_to(folder.resolve()):
-            raise UsageError(f"{raw} is inside the run folder {folder}, which the run replaces")
-    if folder.exists():
-        shutil.rmtree(folder)
-    return out, folder
+        if not self.output:
+            raise UsageError("the notebook to write is missing: pass -o OUT.ipynb")
+        out = Path(self.output).expanduser()
+        if out.suffix != ".ipynb":
+            raise UsageError(f"the output must be an .ipynb file, not {self.output!r}")
+        folder = out.with_name(out.stem + "_files")
+        for path in (out, folder) + ((out.with_suffix(".html"),) if self.html else ()):
+            if path.exists() and not self.force:
+                raise UsageError(f"{path} exists; pass --force to overwrite it")
+        for raw in self.inputs:
+            source = Path(raw).expanduser()
+            if not source.exists():
+                raise UsageError(f"no such file or folder: {raw}")
+            if source.resolve().is_relative_to(folder.resolve()):
+                raise UsageError(f"{raw} is inside the run folder {folder}, which the run replaces")
+        if folder.exists():
+            shutil.rmtree(folder)
+        return question, out, folder
 
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.extra_args) or list(self.paths)
 
-async def _report(args: argparse.Namespace, stderr: TextIO) -> int:
-    config = _config(args)
-    out, folder = _prepare_paths(args)
-    model = await open_model(config)
-    progress = Progress(stderr)
-    try:
-        names = stage_inputs(args.paths, folder)
-        if args.demo:
-            if DEMO_FILE in names:
-                raise UsageError(f"an input is already named {DEMO_FILE}")
-            names.append(write_demo_data(folder).name)
-        task = Task(question=args.question, files=list_data_files(folder, names))
-        progress.line(f"run folder {folder}/ ({len(task.files)} data files)")
-        executor = await KernelExecutor.start(
-            args.kernel, cwd=folder.resolve(), feedback=config.feedback_options()
-        )
+    async def _report(self, stderr: TextIO) -> int:
+        config = self.settings()
+        question, out, folder = self._prepare()
+        model = await open_model(config)
+        progress = Progress(stderr)
         try:
-            agent = Agent.from_config(config, model, executor)
-            builder = NotebookBuilder()
-            finished: RunFinished | None = None
-            with CtrlC(agent.cancel, "Stopping (Ctrl-C again to quit at once)…", stderr):
-                async for event in agent.run(task):
-                    builder.apply(event)
-                    progress.show(event)
-                    if isinstance(event, RunFinished):
-                        finished = event
+            names = stage_inputs(self.inputs, folder)
+            if self.demo:
+                if DEMO_FILE in names:
+                    raise UsageError(f"an input is already named {DEMO_FILE}")
+                names.append(write_demo_data(folder).name)
+            task = Task(question=question, files=list_data_files(folder, names))
+            progress.line(f"run folder {folder}/ ({len(task.files)} data files)")
+            executor = await KernelExecutor.start(
+                self.kernel_name, cwd=folder.resolve(), feedback=config.feedback_options()
+            )
+            try:
+                agent = Agent.from_config(config, model, executor)
+                with CtrlC(agent.cancel, "Stopping (Ctrl-C again to quit at once)…", stderr):
+                    recorder = await record_run(agent, task, on_event=progress.show)
+            finally:
+                await executor.shutdown()
         finally:
-            await executor.shutdown()
-    finally:
-        await model.aclose()
-    notebook = builder.notebook
-    attach_images(notebook, folder)
-    written = write_notebook(notebook, out, html=args.html)
-    assert finished is not None
-    progress.line("wrote " + ", ".join(str(p) for p in written))
-    if finished.status == "completed":
-        return EXIT_OK
-    reason = {
-        "cancelled": "the run was cancelled",
-        "max_rounds": f"the run stopped after {agent.max_rounds} rounds without a final answer",
-    }.get(finished.status, finished.error or "the run failed")
-    print(f"jupyter deepanalyze: {reason}", file=stderr)
-    return EXIT_INTERRUPTED if finished.status == "cancelled" else EXIT_FAILED
+            await model.aclose()
+        written = recorder.write(out, folder=folder, html=self.html)
+        progress.line("wrote " + ", ".join(str(p) for p in written))
+        reason = recorder.outcome.reason(max_rounds=config.max_rounds)
+        if reason is None:
+            return EXIT_OK
+        print(f"jupyter deepanalyze: {reason}", file=stderr)
+        return EXIT_INTERRUPTED if recorder.outcome.status == "cancelled" else EXIT_FAILED
 
 
-async def _models(args: argparse.Namespace, stdout: TextIO) -> int:
-    config = _config(args)
+ReportApp.aliases = {
+    **base_aliases,
+    **MODEL_ALIASES,
+    **RUN_ALIASES,
+    ("q", "question"): "ReportApp.question",
+    ("o", "output"): "ReportApp.output",
+    "kernel": "ReportApp.kernel_name",
+}
+ReportApp.flags = {**base_flags, **flags_of(ReportApp, "html", "force", "demo")}
+
+
+# ------------------------------------------------------------------------ models
+
+
+class ModelsApp(DeepAnalyzeCommand):
+    name = "jupyter-deepanalyze-models"
+    description = "Show what a model spec resolves to (served name, dialect, context window) and whether it answers."
+    examples = "jupyter deepanalyze models --model http://localhost:8000/v1"
+    aliases = {**base_aliases, **MODEL_ALIASES}
+
+    def run(self) -> int:
+        self.no_arguments()
+        return asyncio.run(_models(self.settings(), sys.stdout))
+
+
+async def _models(config: DeepAnalyze, stdout: TextIO) -> int:
     model = await open_model(config)
     try:
         limit = getattr(model, "max_model_len", None)
@@ -245,159 +185,210 @@ async def _models(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_OK
 
 
-# ------------------------------------------------------------------ eval and bench
+# -------------------------------------------------------------------------- eval
 
 
-def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
-    from .eval.benchmarks import BENCHMARKS
-
-    parser = commands.add_parser(
-        "eval",
-        help="run a benchmark and score it",
-        description="Run the agent on benchmark tasks, each in a pooled kernel whose working "
-        "folder holds the task's files; write per-task trajectories (JSONL) and notebooks, "
-        "summary.json and accuracy.png to OUT. Tasks already finished in OUT are skipped "
-        "(rerun the same command to resume); a task that crashes is recorded as failed.",
+class EvalApp(DeepAnalyzeCommand):
+    name = "jupyter-deepanalyze-eval"
+    description = (
+        "Run the agent on benchmark tasks (BENCH: dabench or tableqa), each in a pooled kernel "
+        "whose working folder holds the task's files; write per-task trajectories (JSONL) and "
+        "notebooks, summary.json and accuracy.png to OUT. Tasks already finished in OUT are "
+        "skipped (rerun the same command to resume); a task that crashes is recorded as failed."
     )
-    parser.add_argument("bench", metavar="BENCH", choices=sorted(BENCHMARKS), help=" or ".join(sorted(BENCHMARKS)))
-    parser.add_argument("--data", metavar="DIR", help="benchmark folder (dabench default: ../shared/benchmarks/dabench)")
-    parser.add_argument("--ids", help="only these task ids, comma-separated (e.g. 0,5,7)")
-    parser.add_argument("--limit", type=int, metavar="N", help="only the first N (selected) tasks")
-    parser.add_argument("--concurrency", type=int, default=1, metavar="K", help="tasks at once, one kernel each (default 1)")
-    parser.add_argument("--out", metavar="DIR", help="results folder (default eval-BENCH)")
-    parser.add_argument("--retry-failed", action="store_true", help="run tasks recorded as failed again")
-    parser.add_argument("--kernel", default="python3", help="kernel name (default python3)")
-    _add_model_options(parser)
-    _add_run_options(parser)
+    examples = "jupyter deepanalyze eval dabench --ids 0,5 --model http://localhost:8000/v1 --out eval-dabench"
 
+    benchmark = Unicode("", help="The benchmark (also the command line's BENCH): dabench or tableqa.").tag(
+        config=True
+    )
+    data = Unicode(
+        "", help="Benchmark folder (empty: dabench reads ../shared/benchmarks/dabench or $DEEPANALYZE_SHARED)."
+    ).tag(config=True)
+    ids = Unicode("", help="Only these task ids, comma-separated (e.g. 0,5,7); empty: all.").tag(config=True)
+    limit = Int(None, allow_none=True, min=1, help="Only the first N (selected) tasks.").tag(config=True)
+    concurrency = Int(1, min=1, help="Tasks at once, one kernel each.").tag(config=True)
+    out = Unicode("", help="Results folder (empty: eval-BENCH).").tag(config=True)
+    retry_failed = Bool(False, help="Run tasks recorded as failed again.").tag(config=True)
+    kernel_name = Unicode("python3", help="The Jupyter kernel the model's code runs in.").tag(config=True)
 
-def _task_ids(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    ids = [part.strip() for part in text.split(",") if part.strip()]
-    if not ids:
-        raise UsageError("--ids: give task ids separated by commas, e.g. --ids 0,5,7")
-    return ids
+    def run(self) -> int:
+        return asyncio.run(self._eval(sys.stdout, sys.stderr))
 
+    def _bench_name(self) -> str:
+        from .eval.benchmarks import BENCHMARKS
 
-async def _eval(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .eval.benchmarks import BenchmarkError, open_benchmark, select_tasks
-    from .eval.progress import ProgressBar
-    from .eval.runner import EvalOutputError, EvalRunner
+        if len(self.extra_args) > 1:
+            raise UsageError(f"unexpected argument {self.extra_args[1]!r}: give one benchmark")
+        name = self.extra_args[0] if self.extra_args else self.benchmark
+        names = " or ".join(sorted(BENCHMARKS))
+        if not name:
+            raise UsageError(f"the benchmark is missing: jupyter deepanalyze eval BENCH ({names})")
+        if name not in BENCHMARKS:
+            raise UsageError(f"unknown benchmark {name!r}: use {names}")
+        return name
 
-    config = _config(args)
-    if args.concurrency < 1:
-        raise UsageError("--concurrency must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
-    try:
-        benchmark = open_benchmark(args.bench, Path(args.data).expanduser() if args.data else None)
-        tasks = select_tasks(benchmark.tasks, _task_ids(args.ids), args.limit)
-    except BenchmarkError as exc:
-        raise UsageError(str(exc)) from None
-    out = Path(args.out or f"eval-{args.bench}").expanduser()
-    model = await open_model(config)
-    try:
-        runner = EvalRunner(
-            benchmark,
-            tasks,
-            config=config,
-            model=model,
-            out=out,
-            concurrency=args.concurrency,
-            kernel_name=args.kernel,
-            retry_failed=args.retry_failed,
-        )
+    def _task_ids(self) -> list[str] | None:
+        if not self.ids:
+            return None
+        ids = [part.strip() for part in self.ids.split(",") if part.strip()]
+        if not ids:
+            raise UsageError("--ids: give task ids separated by commas, e.g. --ids 0,5,7")
+        return ids
+
+    async def _eval(self, stdout: TextIO, stderr: TextIO) -> int:
+        from .eval.benchmarks import BenchmarkError, open_benchmark, select_tasks
+        from .eval.progress import ProgressBar
+        from .eval.runner import EvalOutputError, EvalRunner
+
+        bench = self._bench_name()
+        config = self.settings()
         try:
-            pending = runner.prepare()
-        except EvalOutputError as exc:
+            benchmark = open_benchmark(bench, Path(self.data).expanduser() if self.data else None)
+            tasks = select_tasks(benchmark.tasks, self._task_ids(), self.limit)
+        except BenchmarkError as exc:
             raise UsageError(str(exc)) from None
-        bar = ProgressBar(args.bench, len(tasks), stderr, already_done=len(tasks) - len(pending))
-        for record in runner.records.values():
-            bar.count_resumed(record)
-        runner.on_result = bar.update
-        message = (
-            "Stopping: finished tasks are kept; rerun the same command to resume "
-            "(Ctrl-C again to quit at once)…"
-        )
-        bar.start()
+        out = Path(self.out or f"eval-{bench}").expanduser()
+        model = await open_model(config)
         try:
-            with CtrlC(runner.stop, message, stderr) as interrupts:
-                summary = await runner.run()
+            runner = EvalRunner(
+                benchmark,
+                tasks,
+                config=config,
+                model=model,
+                out=out,
+                concurrency=self.concurrency,
+                kernel_name=self.kernel_name,
+                retry_failed=self.retry_failed,
+            )
+            try:
+                pending = runner.prepare()
+            except EvalOutputError as exc:
+                raise UsageError(str(exc)) from None
+            bar = ProgressBar(bench, len(tasks), stderr, already_done=len(tasks) - len(pending))
+            for record in runner.records.values():
+                bar.count_resumed(record)
+            runner.on_result = bar.update
+            message = (
+                "Stopping: finished tasks are kept; rerun the same command to resume "
+                "(Ctrl-C again to quit at once)…"
+            )
+            bar.start()
+            try:
+                with CtrlC(runner.stop, message, stderr) as interrupts:
+                    summary = await runner.run()
+            finally:
+                bar.close()
         finally:
-            bar.close()
-    finally:
-        await model.aclose()
-    metrics = "  ".join(
-        f"{name.upper()} {summary[name]:.1%}" for name in ("abq", "psaq", "uasq") if name in summary
-    ) or f"accuracy {summary['accuracy']:.1%}"
-    failed = summary["statuses"].get("failed", 0)
-    print(
-        f"{summary['benchmark']}: n={summary['n']}  {metrics}  "
-        f"(right {summary['correct']}, failed {failed}{' counted as wrong' if failed else ''})",
-        file=stdout,
+            await model.aclose()
+        metrics = "  ".join(
+            f"{name.upper()} {summary[name]:.1%}" for name in ("abq", "psaq", "uasq") if name in summary
+        ) or f"accuracy {summary['accuracy']:.1%}"
+        failed = summary["statuses"].get("failed", 0)
+        print(
+            f"{summary['benchmark']}: n={summary['n']}  {metrics}  "
+            f"(right {summary['correct']}, failed {failed}{' counted as wrong' if failed else ''})",
+            file=stdout,
+        )
+        print(f"wrote {out / 'summary.json'}, {out / 'accuracy.png'}, trajectories/ and notebooks/", file=stdout)
+        if interrupts.count:
+            print(f"jupyter deepanalyze: stopped with {len(summary['pending'])} tasks to go; rerun to resume", file=stderr)
+            return EXIT_INTERRUPTED
+        return EXIT_OK
+
+
+EvalApp.aliases = {
+    **base_aliases,
+    **MODEL_ALIASES,
+    **RUN_ALIASES,
+    **{name: f"EvalApp.{name}" for name in ("data", "ids", "limit", "concurrency", "out")},
+    "kernel": "EvalApp.kernel_name",
+}
+EvalApp.flags = {**base_flags, **flags_of(EvalApp, "retry_failed")}
+
+
+# ------------------------------------------------------------------------- bench
+
+
+class BenchApp(DeepAnalyzeCommand):
+    name = "jupyter-deepanalyze-bench"
+    description = (
+        "Measure, side by side in one run: per-execution overhead of a warm kernel versus a "
+        "fresh Python process per code block (and the raw jupyter_client floor), agent-loop "
+        "overhead per round, eval throughput at concurrency 1 and 2, and memory per pooled "
+        "kernel. The model is a scripted policy with zero latency that is part of the "
+        "benchmark (jupyter_deepanalyze.eval.scripted_policy), never a model default."
     )
-    print(f"wrote {out / 'summary.json'}, {out / 'accuracy.png'}, trajectories/ and notebooks/", file=stdout)
-    if interrupts.count:
-        print(f"jupyter deepanalyze: stopped with {len(summary['pending'])} tasks to go; rerun to resume", file=stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_OK
+    examples = "jupyter deepanalyze bench --repeat 20 --json bench.json"
+
+    repeat = Int(BenchOptions.repeat, min=1, help="Samples per execution method and workload.").tag(config=True)
+    runs = Int(BenchOptions.runs, min=1, help="Scripted agent runs (four rounds each).").tag(config=True)
+    tasks = Int(BenchOptions.tasks, min=1, help="Eval tasks per concurrency level.").tag(config=True)
+    json = Unicode("", help="Also write the numbers to this JSON file.").tag(config=True)
+    kernel_name = Unicode("python3", help="The Jupyter kernel the measurements run in.").tag(config=True)
+
+    def run(self) -> int:
+        self.no_arguments()
+        return asyncio.run(self._bench(sys.stdout, sys.stderr))
+
+    async def _bench(self, stdout: TextIO, stderr: TextIO) -> int:
+        from .eval.bench import BenchError, print_report, run_bench
+
+        options = BenchOptions(repeat=self.repeat, runs=self.runs, tasks=self.tasks, kernel=self.kernel_name)
+        progress = Progress(stderr)
+        try:
+            report = await run_bench(options, log=progress.line)
+        except BenchError as exc:
+            print(f"jupyter deepanalyze: {exc}", file=stderr)
+            return EXIT_FAILED
+        print_report(report, stdout, Path(self.json).expanduser() if self.json else None)
+        return EXIT_OK
 
 
-def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
-    from .eval.bench import BenchOptions
-
-    parser = commands.add_parser(
-        "bench",
-        help="measure the harness's own overhead (scripted policy, no model needed)",
-        description="Measure, side by side in one run: per-execution overhead of a warm kernel "
-        "versus a fresh Python process per code block (and the raw jupyter_client floor), "
-        "agent-loop overhead per round, eval throughput at concurrency 1 and 2, and memory "
-        "per pooled kernel. The model is a scripted policy with zero latency that is part of "
-        "the benchmark (jupyter_deepanalyze.eval.scripted_policy), never a model default.",
-    )
-    defaults = BenchOptions()
-    parser.add_argument("--repeat", type=int, default=defaults.repeat, metavar="N",
-                        help=f"samples per execution method (default {defaults.repeat})")
-    parser.add_argument("--runs", type=int, default=defaults.runs, metavar="N",
-                        help=f"scripted agent runs (default {defaults.runs})")
-    parser.add_argument("--tasks", type=int, default=defaults.tasks, metavar="N",
-                        help=f"eval tasks per concurrency level (default {defaults.tasks})")
-    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
-    parser.add_argument("--kernel", default="python3", help="kernel name (default python3)")
+BenchApp.aliases = {
+    **base_aliases,
+    **{name: f"BenchApp.{name}" for name in ("repeat", "runs", "tasks", "json")},
+    "kernel": "BenchApp.kernel_name",
+}
 
 
-async def _bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .eval.bench import BenchError, BenchOptions, print_report, run_bench
+# --------------------------------------------------------------------- the app
 
-    for name in ("repeat", "runs", "tasks"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1")
-    options = BenchOptions(repeat=args.repeat, runs=args.runs, tasks=args.tasks, kernel=args.kernel)
-    progress = Progress(stderr)
-    try:
-        report = await run_bench(options, log=progress.line)
-    except BenchError as exc:
-        print(f"jupyter deepanalyze: {exc}", file=stderr)
-        return EXIT_FAILED
-    print_report(report, stdout, Path(args.json).expanduser() if args.json else None)
-    return EXIT_OK
+class DeepAnalyzeApp(DeepAnalyzeCommand):
+    name = "jupyter-deepanalyze"
+    description = "DeepAnalyze: an autonomous data-science agent running in Jupyter kernels."
+    examples = "jupyter deepanalyze report --demo -o demo-report.ipynb --model tiny --max-rounds 4"
+    subcommands = {
+        "report": (ReportApp, "Analyze data files and write a report notebook."),
+        "eval": (EvalApp, "Run a benchmark and score it."),
+        "models": (ModelsApp, "Show the resolved model and whether it answers."),
+        "bench": (BenchApp, "Measure the harness's own overhead (a scripted policy, no model needed)."),
+    }
+    classes = [DeepAnalyze, ReportApp, EvalApp, ModelsApp, BenchApp]
+
+    def run(self) -> int:
+        if self.subapp is not None:
+            return self.subapp.run()
+        if self.generate_config:
+            self.write_default_config()
+            return EXIT_OK
+        if self.extra_args:
+            raise UsageError(
+                f"unknown command {self.extra_args[0]!r}: use one of {', '.join(self.subcommands)} (--help)"
+            )
+        with contextlib.redirect_stdout(sys.stderr):  # no command: the usage, as an error
+            self.print_help()
+        return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+    app = DeepAnalyzeApp()
     try:
-        if args.command == "report":
-            return asyncio.run(_report(args, sys.stderr))
-        if args.command == "eval":
-            return asyncio.run(_eval(args, sys.stdout, sys.stderr))
-        if args.command == "bench":
-            return asyncio.run(_bench(args, sys.stdout, sys.stderr))
-        return asyncio.run(_models(args, sys.stdout))
+        app.initialize(list(argv) if argv is not None else None)
+        command = app.subapp or app
+        if command.show_config or command.show_config_json:  # --show-config: the settings, not a run
+            command.start_show_config()
+            return EXIT_OK
+        return app.run()
     except (UsageError, WorkspaceError) as exc:
         print(f"jupyter deepanalyze: {exc}", file=sys.stderr)
         return EXIT_USAGE

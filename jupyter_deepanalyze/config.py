@@ -12,10 +12,20 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Float, HasTraits, Int, List, TraitType, Unicode, default
+from traitlets import (
+    Bool,
+    CaselessStrEnum,
+    Float,
+    HasTraits,
+    Int,
+    List,
+    TraitType,
+    Unicode,
+    default,
+)
 from traitlets.config import Configurable
 
-from .protocol import FeedbackOptions
+from .feedback import FeedbackOptions
 
 MODEL_ENV = "DEEPANALYZE_MODEL"
 API_KEY_ENV = "DEEPANALYZE_API_KEY"
@@ -86,7 +96,11 @@ class DeepAnalyze(Configurable):
     output_limit = Int(
         16000,
         min=200,
-        help="Characters of execution output sent back to the model (head and tail kept).",
+        allow_none=True,
+        help=(
+            "Characters of execution output sent back to the model (head and tail kept); "
+            "None sends everything, as the reference does."
+        ),
     ).tag(config=True)
 
     approval = CaselessStrEnum(
@@ -140,7 +154,22 @@ class DeepAnalyze(Configurable):
     ).tag(config=True)
 
     def feedback_options(self) -> FeedbackOptions:
-        """What the model is told of executions, as these settings say."""
+        """What the model is told of executions, as these settings say: the one place
+        ``FeedbackOptions`` are built from settings (every front door and executor)."""
         return FeedbackOptions(
             keep_output_before_error=self.keep_output_before_error, limit=self.output_limit
         )
+
+
+def setting_default(name: str) -> Any:
+    """The default of the ``DeepAnalyze`` setting ``name``, for settings mirrored outside
+    the configurable (training's ``EnvConfig``): defaults live here only."""
+    return DeepAnalyze.class_traits()[name].default_value
+
+
+def default_feedback_options() -> FeedbackOptions:
+    """``FeedbackOptions`` of the default settings (an executor given none uses these)."""
+    return FeedbackOptions(
+        keep_output_before_error=setting_default("keep_output_before_error"),
+        limit=setting_default("output_limit"),
+    )

@@ -1,8 +1,10 @@
 """Events → an nbformat v4 notebook (the headless sink), and its HTML export.
 
 Owns ``NotebookBuilder`` (cells only from ``cell`` events, addressed by id, so applying
-the same events twice gives the same notebook), report images attached so the file is
-self-contained, and writing ``.ipynb``/``.html`` files.
+the same events twice gives the same notebook; each code cell's outputs follow
+``outputs.OutputAccumulator``: streams merged, ``clear_output`` and display updates
+honoured), report images attached so the file is self-contained, and writing
+``.ipynb``/``.html`` files.
 
 Must not execute anything.
 """
@@ -22,6 +24,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from .events import (
     CellCreated,
+    ClearOutput,
     Event,
     ExecutionFinished,
     OutputAppended,
@@ -29,7 +32,7 @@ from .events import (
     RunStarted,
     from_json,
 )
-from .outputs import append_output
+from .outputs import OutputAccumulator
 
 NOTEBOOK_METADATA: dict[str, Any] = {
     "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
@@ -51,6 +54,8 @@ class NotebookBuilder:
             cell["id"]: cell for cell in self.notebook.cells if "id" in cell
         }
         self._applied: dict[str, int] = {}  # run_id -> highest seq applied
+        self._outputs: dict[str, OutputAccumulator] = {}  # code cell id -> its outputs
+        self._run_cells: dict[str, list[str]] = {}  # run_id -> its code cells' ids
 
     def apply(self, event: Event | Mapping[str, Any]) -> None:
         """Apply one event; an event already applied (same run, seq not newer) is ignored."""
@@ -63,9 +68,16 @@ class NotebookBuilder:
         if isinstance(event, CellCreated):
             self._create(event)
         elif isinstance(event, OutputAppended):
-            cell = self._cells.get(event.cell_id)
-            if cell is not None and cell.cell_type == "code":
-                append_output(cell.outputs, nbformat.from_dict(event.output))
+            output = nbformat.from_dict(event.output)
+            if event.update and event.display_id:
+                for cell_id in self._run_cells.get(event.run_id, ()):
+                    if (shown := self._outputs_of(cell_id)) is not None:
+                        shown.update(event.display_id, output)
+            elif (outputs := self._outputs_of(event.cell_id)) is not None:
+                outputs.add(output, display_id=event.display_id)
+        elif isinstance(event, ClearOutput):
+            if (outputs := self._outputs_of(event.cell_id)) is not None:
+                outputs.clear(wait=event.wait)
         elif isinstance(event, ExecutionFinished):
             cell = self._cells.get(event.cell_id)
             if cell is not None and cell.cell_type == "code":
@@ -89,7 +101,19 @@ class NotebookBuilder:
             self.apply(event)
         return self.notebook
 
+    def _outputs_of(self, cell_id: str) -> OutputAccumulator | None:
+        cell = self._cells.get(cell_id)
+        if cell is None or cell.cell_type != "code":
+            return None
+        if cell_id not in self._outputs:
+            self._outputs[cell_id] = OutputAccumulator(cell.outputs)
+        return self._outputs[cell_id]
+
     def _create(self, event: CellCreated) -> None:
+        if event.cell_type == "code":
+            cells = self._run_cells.setdefault(event.run_id, [])
+            if event.cell_id not in cells:
+                cells.append(event.cell_id)
         if event.cell_id in self._cells:  # replay: the cell exists already
             return
         metadata = nbformat.from_dict(event.metadata)

@@ -3,6 +3,9 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // The golden test reads the event file and notebook a Python run wrote, which live
+  // with the Python tests (`tests/golden/`), outside this package.
+  server: { fs: { allow: ['.', '../tests/golden'] } },
   test: {
     include: ['test/**/*.spec.ts'],
     environment: 'node',
@@ -15,6 +18,8 @@ export default defineConfig({
     // which makes yjs warn on every cell created; JupyterLab does the same. Drop only
     // that line so that the warnings that matter stay visible.
     onConsoleLog: log =>
-      !log.includes('Invalid access: Add Yjs type to a document before reading data')
+      !log.includes(
+        'Invalid access: Add Yjs type to a document before reading data'
+      )
   }
 });

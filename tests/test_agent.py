@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from jupyter_deepanalyze.events import CELL_ROLES, Event, RunFinished, cell_id_f
 from jupyter_deepanalyze.execution.kernel import KernelExecutor
 from jupyter_deepanalyze.llm.openai_compat import OpenAICompatModel
 from jupyter_deepanalyze.protocol import DataFile, build_first_message
+from jupyter_deepanalyze.recorder import RunRecorder, record_run
 from jupyter_deepanalyze.workspace import list_data_files, stage_inputs
 
 from .scripted_llm import ScriptedLLM
@@ -135,15 +135,14 @@ async def test_max_rounds_ends_the_run_with_a_status_cell(scripted_llm, executor
 async def test_cancel_during_an_infinite_loop_ends_cancelled_and_the_kernel_answers(
     scripted_llm, executor: KernelExecutor
 ) -> None:
-    llm = scripted_llm(["<Code>\nwhile True:\n    pass\n</Code>"])
+    llm = scripted_llm(["<Code>\nprint('spinning', flush=True)\nwhile True:\n    pass\n</Code>"])
     model = OpenAICompatModel(llm.url)
     agent = Agent(model, executor)
     events: list[Event] = []
     cancelled_at = 0.0
     async for event in agent.run(Task("spin")):
         events.append(event)
-        if event.type == "cell" and event.cell_type == "code":
-            await asyncio.sleep(0.5)
+        if event.type == "output" and not cancelled_at:  # the code runs
             cancelled_at = time.monotonic()
             agent.cancel()
     await model.aclose()
@@ -238,3 +237,78 @@ async def test_an_unreachable_model_ends_failed_with_the_clear_line(executor: Ke
 
 def test_every_role_the_agent_uses_is_declared() -> None:
     assert set(CELL_ROLES) == {"title", "analyze", "understand", "note", "code", "report", "status"}
+
+
+async def test_a_cancel_before_the_run_begins_ends_it_cancelled_at_once(scripted_llm, executor: KernelExecutor) -> None:
+    llm = scripted_llm([ANSWER])
+    model = OpenAICompatModel(llm.url)
+    agent = Agent(model, executor)
+    agent.cancel()
+    agent.cancel()  # again: nothing more happens
+    events = [event async for event in agent.run(Task("Q"))]
+    await model.aclose()
+    assert [e.type for e in events] == ["run_started", "cell", "cell", "run_finished"]
+    assert events[2].source == "**Run cancelled.**"
+    assert (events[-1].status, events[-1].error) == ("cancelled", None)
+    assert llm.requests == []  # the model was never asked
+
+
+async def test_cleared_and_updated_outputs_reach_the_notebook_and_the_model_as_left(
+    scripted_llm, executor: KernelExecutor
+) -> None:
+    progress = (
+        "<Code>\n```python\nfrom IPython.display import clear_output, display\n"
+        "for i in range(3):\n    clear_output(wait=True)\n    print(f'step {i}')\n"
+        "h = display('v1', display_id=True)\n```\n</Code>"
+    )
+    update = "<Code>\n```python\nh.update('v2')\nprint('updated')\n```\n</Code>"
+    llm = scripted_llm([progress, update, ANSWER])
+    model = OpenAICompatModel(llm.url)
+    recorder = await record_run(Agent(model, executor), Task("Q"))
+    await model.aclose()
+    told = [m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "execute"]
+    assert told == ["step 2\n'v1'\n", "updated\n"]  # what was left in the cell, not every step
+    first, second = (c for c in recorder.notebook.cells if c.cell_type == "code")
+    assert first.outputs == [
+        {"output_type": "stream", "name": "stdout", "text": "step 2\n"},
+        {"output_type": "display_data", "data": {"text/plain": "'v2'"}, "metadata": {}},
+    ]
+    assert second.outputs == [{"output_type": "stream", "name": "stdout", "text": "updated\n"}]
+    assert (recorder.outcome.status, recorder.outcome.report) == (
+        "completed",
+        "# Report\n\nTreatment 1 wins within every department.",
+    )
+
+
+async def test_the_recorder_says_why_a_run_did_not_complete(scripted_llm, executor: KernelExecutor) -> None:
+    llm = scripted_llm(["<Code>print(1)</Code>"] * 2)
+    model = OpenAICompatModel(llm.url)
+    recorder = await record_run(Agent(model, executor, max_rounds=2), Task("Q"), RunRecorder(notebook=False))
+    await model.aclose()
+    outcome = recorder.outcome
+    assert (outcome.status, outcome.report, outcome.question) == ("max_rounds", "", "Q")
+    assert outcome.reason(max_rounds=2) == "the run stopped after 2 rounds without a final answer"
+    with pytest.raises(ValueError, match="keeps no notebook"):
+        recorder.notebook
+
+
+@pytest.mark.parametrize("chunk_delay", [0.0, 0.06])
+async def test_streamed_deltas_carry_the_tag_of_the_step_they_belong_to(
+    scripted_llm, executor: KernelExecutor, chunk_delay: float
+) -> None:
+    turn = (
+        "A note first.\n<Analyze>\nPlan the comparison step by step.\n</Analyze>\n"
+        "<Understand>\nThe rates differ by department.\n</Understand>\n<Answer>\nDone.\n</Answer>"
+    )
+    # A burst (a step's text flushed when the step ends), and chunks slower than the
+    # agent's flush interval (every step streams as several deltas).
+    llm = scripted_llm([turn], chunk_delay=chunk_delay)
+    _, events = await run_agent(llm, executor, Task("Plan it"))
+
+    segments = {e.step: e for e in events if e.type == "segment"}
+    deltas = [e for e in events if e.type == "delta"]
+    assert len(deltas) > (len(segments) if chunk_delay else 0)
+    for step, segment in segments.items():
+        streamed = [d for d in deltas if d.step == step]
+        assert {d.tag for d in streamed} == {segment.tag}, (segment.tag, [d.tag for d in streamed])
+        assert "".join(d.text for d in streamed).strip() == segment.text.strip()

@@ -116,6 +116,18 @@ def test_bad_arguments_get_one_line(tmp_path: Path) -> None:
     assert wrong.returncode == 2 and "must be an .ipynb file" in wrong.stderr
     spec = report("-q", "Q", "-o", str(tmp_path / "r.ipynb"), "--model", "gpt-4")
     assert spec.returncode == 1 and "Unknown model spec 'gpt-4'" in spec.stderr
+    out = str(tmp_path / "r.ipynb")
+    for args, line in [
+        (("-q", "Q", "-o", out, "--max-rounds", "many"), "--max-rounds: expected a whole number, not 'many'"),
+        (("-q", "Q", "-o", out, "--max-rounds", "0"), "--max-rounds must be at least 1"),
+        (("-q", "Q", "-o", out, "--temperature", "9"), "--temperature must be at most 2.0"),
+        (("-q", "Q", "-o", out, "--colour", "red"), "unknown option --colour (--help lists the options)"),
+        (("-o", out, "-q"), "--question needs a value"),
+        (("-q", "Q"), "the notebook to write is missing: pass -o OUT.ipynb"),
+        (("-o", out), "the question is missing: pass -q QUESTION"),
+    ]:
+        done = report(*args)
+        assert (done.returncode, done.stderr) == (2, f"jupyter deepanalyze: {line}\n"), args
 
 
 def test_a_run_that_hits_max_rounds_still_writes_the_notebook(scripted_llm, tmp_path: Path) -> None:
@@ -132,21 +144,22 @@ def test_a_run_that_hits_max_rounds_still_writes_the_notebook(scripted_llm, tmp_
 
 
 def test_ctrl_c_cancels_the_run_and_writes_what_it_has(scripted_llm, tmp_path: Path) -> None:
-    llm = scripted_llm(["<Code>\nprint('started', flush=True)\nwhile True:\n    pass\n</Code>"])
+    llm = scripted_llm(
+        ["<Code>\nprint('started', flush=True)\nopen('running', 'w').close()\nwhile True:\n    pass\n</Code>"]
+    )
     out = tmp_path / "r.ipynb"
     process = subprocess.Popen(
         [JUPYTER, "deepanalyze", "report", "-q", "Q", "-o", str(out), "--model", llm.url],
         stderr=subprocess.PIPE, text=True,
     )
-    lines = []
-    for line in process.stderr:  # type: ignore[union-attr]
-        lines.append(line)
-        if "step 1" in line:
-            break
-    time.sleep(1.0)
+    running = tmp_path / "r_files" / "running"  # the model's code is in its loop
+    deadline = time.monotonic() + 60
+    while not running.exists():
+        assert time.monotonic() < deadline and process.poll() is None, "the code never ran"
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     rest = process.communicate(timeout=30)[1]
-    assert process.returncode == 130, "".join(lines) + rest
+    assert process.returncode == 130, rest
     assert "the run was cancelled" in rest
     cells = nbformat.read(out, as_version=4).cells
     assert cells[-1].source == "**Run cancelled.**"
@@ -187,3 +200,46 @@ def test_replaying_events_gives_the_same_notebook(tmp_path: Path) -> None:
     assert attach_images(once, tmp_path) == 1
     assert markdown.source == "![plot](attachment:p.png) ![away](../x.png)"  # nothing outside the folder
     nbformat.validate(once)
+
+
+def test_a_notebook_honours_clear_output_and_display_updates_across_cells() -> None:
+    def cell(step: int) -> dict:
+        return {"seq": step, "type": "cell", "run_id": "r1", "cell_id": f"c{step}", "cell_type": "code",
+                "source": "", "metadata": {"deepanalyze": {"run_id": "r1", "step": step, "role": "code"}}}
+
+    def out(seq: int, cell_id: str, text: str, **extra: object) -> dict:
+        output = {"output_type": "display_data", "data": {"text/plain": text}, "metadata": {}}
+        return {"seq": seq, "type": "output", "run_id": "r1", "cell_id": cell_id, "output": output, **extra}
+
+    def stream(seq: int, cell_id: str, text: str) -> dict:
+        output = {"output_type": "stream", "name": "stdout", "text": text}
+        return {"seq": seq, "type": "output", "run_id": "r1", "cell_id": cell_id, "output": output}
+
+    def clear(seq: int, cell_id: str, wait: bool) -> dict:
+        return {"seq": seq, "type": "clear_output", "run_id": "r1", "cell_id": cell_id, "wait": wait}
+
+    events = [
+        cell(1),
+        out(2, "c1", "v1", display_id="d"),
+        stream(3, "c1", "step 0\n"),
+        clear(4, "c1", True),  # waits: the outputs stay until the next one
+        out(5, "c1", "v1", display_id="d"),
+        stream(6, "c1", "step 1\n"),
+        cell(7),
+        stream(8, "c7", "gone\n"),
+        clear(9, "c7", False),
+        out(10, "c7", "v2", display_id="d", update=True),  # every output of the run with "d"
+        stream(11, "c7", "left\n"),
+    ]
+    builder = NotebookBuilder()
+    builder.apply_all(events[:4])
+    first = builder.notebook.cells[0]
+    assert [o.get("text", o.get("data", {}).get("text/plain")) for o in first.outputs] == ["v1", "step 0\n"]
+    notebook = builder.apply_all(events)
+    first, second = notebook.cells
+    assert first.outputs == [
+        {"output_type": "display_data", "data": {"text/plain": "v2"}, "metadata": {}},
+        {"output_type": "stream", "name": "stdout", "text": "step 1\n"},
+    ]
+    assert second.outputs == [{"output_type": "stream", "name": "stdout", "text": "left\n"}]
+    assert events_to_notebook(events) == notebook  # the same events, the same notebook

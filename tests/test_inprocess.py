@@ -25,6 +25,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from jupyter_deepanalyze.execution import ExecutionResult
 from jupyter_deepanalyze.execution.inprocess import InProcessExecutor, ShellThreadQueue
 from jupyter_deepanalyze.execution.kernel import KernelExecutor
+from jupyter_deepanalyze.outputs import NewOutput, OutputChange
 from jupyter_deepanalyze.protocol import VariableInfo, build_first_message
 from jupyter_deepanalyze.variables import describe_value, summarize_namespace
 
@@ -85,7 +86,7 @@ async def test_code_runs_in_the_shells_namespace_and_keeps_its_state(
 async def test_outputs_are_captured_in_order_and_nothing_leaks_to_the_terminal(
     executor: InProcessExecutor, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seen: list[dict[str, Any]] = []
+    seen: list[OutputChange] = []
     result = await executor.execute(
         "import sys\nfrom IPython.display import display, Markdown\nprint('one')\nprint('two', file=sys.stderr)\n"
         "display(Markdown('**three**'))\nprint('four')\n'five'",
@@ -99,7 +100,7 @@ async def test_outputs_are_captured_in_order_and_nothing_leaks_to_the_terminal(
         ("execute_result", None),
     ]
     assert result.outputs[2]["data"]["text/markdown"] == "**three**"
-    assert seen == result.outputs
+    assert seen == [NewOutput(o) for o in result.outputs]
     assert result.feedback == "one\n<IPython.core.display.Markdown object>\nfour\n'five'\ntwo\n"
     assert capsys.readouterr() == ("", "")
 
@@ -114,6 +115,23 @@ async def test_a_trailing_semicolon_hides_the_value_and_clear_output_clears(
     )
     assert quiet.outputs == []
     assert [o["data"]["text/plain"] for o in cleared.outputs] == ["'second'"]
+    assert cleared.feedback == "'second'\n"
+
+
+async def test_a_display_of_an_earlier_block_is_updated_through_the_sinks(executor: InProcessExecutor) -> None:
+    first: list[OutputChange] = []
+    await executor.execute(
+        "from IPython.display import display\nh = display('one', display_id=True)", on_output=first.append
+    )
+    later: list[OutputChange] = []
+    result = await executor.execute("h.update('two')", on_output=later.append)
+    (shown,) = first
+    assert isinstance(shown, NewOutput) and shown.display_id and not shown.update
+    assert result.outputs == [] and result.feedback == ""
+    assert later == [
+        NewOutput({"output_type": "display_data", "data": {"text/plain": "'two'"}, "metadata": {}},
+                  display_id=shown.display_id, update=True)
+    ]
 
 
 async def test_model_code_leaves_history_counter_and_underscore_alone(
@@ -197,6 +215,8 @@ PARITY_BLOCKS = [
     "42;",
     "import matplotlib.pyplot as plt\nplt.figure(figsize=(4, 3), dpi=100)\nplt.plot([1, 2, 3])\nplt.show()",
     "for i in range(3):\n    print(i)\n    if i == 2:\n        int('three')",
+    "from IPython.display import clear_output\nfor i in range(3):\n    clear_output(wait=True)\n    print(f'step {i}')",
+    "h = display('one', display_id=True)\nprint('between')\nh.update('two')",
 ]
 
 
@@ -265,15 +285,18 @@ def test_cancelling_the_waiting_task_interrupts_the_block_and_keeps_its_outputs(
 ) -> None:
     queue = ShellThreadQueue()
     executor = InProcessExecutor(shell, queue=queue)
-    seen: list[dict[str, Any]] = []
+    seen: list[OutputChange] = []
+    started = threading.Event()
+    shell.user_ns["started"] = started
 
     async def work() -> tuple[bool, ExecutionResult]:
         task = asyncio.ensure_future(
             executor.execute(
-                "import time\nprint('started')\nwhile True:\n    time.sleep(0.05)", on_output=seen.append
+                "import time\nprint('started')\nstarted.set()\nwhile True:\n    time.sleep(0.05)",
+                on_output=seen.append,
             )
         )
-        await asyncio.sleep(1.0)
+        assert await asyncio.get_running_loop().run_in_executor(None, started.wait, 30)
         task.cancel()
         try:
             await task
@@ -284,8 +307,9 @@ def test_cancelling_the_waiting_task_interrupts_the_block_and_keeps_its_outputs(
 
     cancelled, after = pump_until_done(queue, work)
     assert cancelled
-    assert [o["output_type"] for o in seen] == ["stream", "error"]
-    assert seen[0]["text"] == "started\n" and seen[1]["ename"] == "KeyboardInterrupt"
+    outputs = [change.output for change in seen if isinstance(change, NewOutput)]
+    assert [o["output_type"] for o in outputs] == ["stream", "error"]
+    assert outputs[0]["text"] == "started\n" and outputs[1]["ename"] == "KeyboardInterrupt"
     assert after.feedback == "next\n"
 
 
@@ -297,8 +321,7 @@ def test_a_users_interrupt_ends_the_block_interrupted_and_is_reported(shell: Int
     main = threading.get_ident()
 
     def press_ctrl_c() -> None:
-        started.wait(30)
-        time.sleep(0.2)
+        started.wait(30)  # the block is running
         signal.pthread_kill(main, signal.SIGINT)  # what Ctrl-C / a kernel interrupt does
 
     threading.Thread(target=press_ctrl_c).start()

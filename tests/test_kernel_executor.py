@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,35 @@ from jupyter_client import AsyncKernelManager
 from jupyter_deepanalyze.execution import DeadKernelError
 from jupyter_deepanalyze.execution.kernel import KernelExecutor
 from jupyter_deepanalyze.execution.pool import KernelPool
-from jupyter_deepanalyze.protocol import FeedbackOptions
+from jupyter_deepanalyze.feedback import FeedbackOptions
+from jupyter_deepanalyze.outputs import (
+    ClearOutputs,
+    NewOutput,
+    OutputAccumulator,
+    OutputChange,
+)
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait until ``condition()`` holds (checked every 50 ms), failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.05)
+
+
+def shown_by_a_sink(changes: list[OutputChange]) -> list[dict]:
+    """The outputs a sink shows after applying ``changes`` as NotebookBuilder does."""
+    outputs = OutputAccumulator()
+    for change in changes:
+        if isinstance(change, ClearOutputs):
+            outputs.clear(change.wait)
+        elif change.update:
+            assert change.display_id is not None
+            outputs.update(change.display_id, change.output)
+        else:
+            outputs.add(change.output, display_id=change.display_id)
+    return outputs.outputs
 
 
 @pytest.fixture
@@ -44,13 +72,13 @@ async def test_code_runs_in_the_working_directory(executor: KernelExecutor, tmp_
 
 
 async def test_figures_are_png_outputs_and_placeholders_for_the_model(executor: KernelExecutor) -> None:
-    seen: list[dict] = []
+    seen: list[OutputChange] = []
     result = await executor.execute(
         "import matplotlib.pyplot as plt\nplt.figure(figsize=(4, 3), dpi=100)\nplt.plot([1, 2, 3])\nplt.show()",
         on_output=seen.append,
     )
     images = [o for o in result.outputs if o["output_type"] == "display_data" and "image/png" in o["data"]]
-    assert len(images) == 1 and seen == result.outputs
+    assert len(images) == 1 and seen == [NewOutput(o) for o in result.outputs]
     assert result.feedback.startswith("[figure 1: ") and result.feedback.endswith(" PNG]\n")
 
 
@@ -85,22 +113,32 @@ async def test_timeout_interrupts_and_the_kernel_keeps_its_state(executor: Kerne
 
 async def test_a_killed_kernel_is_reported_not_waited_for(executor: KernelExecutor) -> None:
     pid = executor.manager.provisioner.pid  # type: ignore[union-attr]
-    loop = asyncio.get_running_loop()
-    loop.call_later(0.5, os.kill, pid, signal.SIGKILL)
+
+    def kill_once_running(change: OutputChange) -> None:
+        os.kill(pid, signal.SIGKILL)
+
     started = time.monotonic()
     with pytest.raises(DeadKernelError, match="died"):
-        await executor.execute("import time\ntime.sleep(60)")
+        await executor.execute("import time\nprint('running', flush=True)\ntime.sleep(60)", on_output=kill_once_running)
     assert time.monotonic() - started < 10
 
 
-async def test_cancelling_an_execution_interrupts_the_kernel(executor: KernelExecutor) -> None:
-    task = asyncio.create_task(executor.execute("while True:\n    pass"))
-    await asyncio.sleep(1.0)
+async def test_cancelling_an_execution_interrupts_the_kernel_and_keeps_what_it_showed(
+    executor: KernelExecutor,
+) -> None:
+    changes: list[OutputChange] = []
+    task = asyncio.create_task(
+        executor.execute("print('started', flush=True)\nwhile True:\n    pass", on_output=changes.append)
+    )
+    await eventually(lambda: bool(changes))  # the code runs
     task.cancel()
     started = time.monotonic()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - started < 2
+    shown = shown_by_a_sink(changes)
+    assert shown[0] == {"output_type": "stream", "name": "stdout", "text": "started\n"}
+    assert shown[-1]["output_type"] == "error" and shown[-1]["ename"] == "KeyboardInterrupt"
     assert (await executor.execute("print('alive')")).feedback == "alive\n"
 
 
@@ -112,21 +150,73 @@ async def test_executions_are_serialized(executor: KernelExecutor) -> None:
     assert results[0].execution_count < results[1].execution_count
 
 
-async def test_huge_output_is_capped_for_the_model_and_in_memory(tmp_path: Path) -> None:
+async def test_huge_output_keeps_its_head_and_tail_for_the_model_and_in_memory(tmp_path: Path) -> None:
     executor = await KernelExecutor.start(
         cwd=tmp_path, feedback=FeedbackOptions(limit=2000), max_stream_chars=100_000
     )
     try:
-        events: list[dict] = []
-        result = await executor.execute("for i in range(200000):\n    print(i)", on_output=events.append)
+        changes: list[OutputChange] = []
+        result = await executor.execute("for i in range(200000):\n    print(i)", on_output=changes.append)
     finally:
         await executor.shutdown()
     assert result.status == "ok"
     assert len(result.feedback) < 2100 and "characters omitted" in result.feedback
-    kept = sum(len(o["text"]) for o in result.outputs if o["output_type"] == "stream")
-    assert kept < 100_200
-    assert "more characters of output were not kept" in result.outputs[-1]["text"]
-    assert len(events) < 200  # stream chunks are coalesced, not one event per print
+    (stream,) = result.outputs
+    printed = "".join(f"{i}\n" for i in range(200000))
+    head, note, tail = stream["text"].partition("\n[... ")
+    assert printed.startswith(head) and len(head) == 50_000
+    cut = len(printed) - 100_000
+    assert note + tail.split("\n", 1)[0] + "\n" == f"\n[... {cut} characters of output cut here ...]\n"
+    assert printed.endswith(tail.split("\n", 1)[1]) and len(tail.split("\n", 1)[1]) == 50_000
+    assert result.feedback.endswith("199999\n")
+    assert len(changes) < 200  # stream chunks are coalesced, not one event per print
+    assert shown_by_a_sink(changes) == result.outputs
+
+
+async def test_a_progress_loop_that_clears_its_output_leaves_only_its_last_step(
+    executor: KernelExecutor, tmp_path: Path
+) -> None:
+    changes: list[OutputChange] = []
+
+    def seen(change: OutputChange) -> None:  # each step waits until a sink got the one before
+        changes.append(change)
+        (tmp_path / f"seen-{len(changes)}").touch()
+
+    result = await executor.execute(
+        "import os, time\nfrom IPython.display import clear_output, display\n"
+        "def seen():\n    return len([f for f in os.listdir() if f.startswith('seen-')])\n"
+        "for i in range(4):\n    before = seen()\n    clear_output(wait=True)\n    print(f'step {i}')\n"
+        "    display({'text/plain': f'bar {i}'}, raw=True)\n"
+        "    while seen() == before:\n        time.sleep(0.01)\n",
+        on_output=seen,
+    )
+    assert result.outputs == [
+        {"output_type": "stream", "name": "stdout", "text": "step 3\n"},
+        {"output_type": "display_data", "data": {"text/plain": "bar 3"}, "metadata": {}},
+    ]
+    assert result.feedback == "step 3\nbar 3\n"  # the model is told what is left, not every step
+    assert ClearOutputs() in changes  # sinks saw the loop redraw (each sync is a clear + what is new)
+    assert shown_by_a_sink(changes) == result.outputs
+
+
+async def test_display_updates_replace_the_display_in_this_block_and_in_earlier_ones(
+    executor: KernelExecutor,
+) -> None:
+    first_changes: list[OutputChange] = []
+    first = await executor.execute(
+        "from IPython.display import display\nh = display('one', display_id=True)\nprint('between')\n"
+        "h.update('two')",
+        on_output=first_changes.append,
+    )
+    assert [o.get("data", {}).get("text/plain", o.get("text")) for o in first.outputs] == ["'two'", "between\n"]
+    assert first.feedback == "'two'\nbetween\n"
+    assert shown_by_a_sink(first_changes) == first.outputs
+    later: list[OutputChange] = []
+    second = await executor.execute("h.update('three')", on_output=later.append)
+    assert second.outputs == [] and second.feedback == ""
+    (update,) = later
+    assert update.update and update.display_id == next(c.display_id for c in first_changes if c.display_id)
+    assert update.output["data"] == {"text/plain": "'three'"}
 
 
 async def test_execute_silent_leaves_history_and_count_alone(executor: KernelExecutor) -> None:
@@ -163,13 +253,15 @@ async def test_attaching_to_a_running_kernel_uses_its_namespace(tmp_path: Path) 
 async def test_attaching_cancelled_while_the_kernel_is_busy_leaves_no_client_running(
     executor: KernelExecutor,
 ) -> None:
-    executor.client.execute("import time\ntime.sleep(3)")  # kernel_info waits behind it
-    await asyncio.sleep(0.3)
+    busy = executor.client.execute("import time\ntime.sleep(3)")  # kernel_info waits behind it
+    while True:  # until the kernel says it is busy with that
+        msg = await executor.client.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") == busy and msg["content"].get("execution_state") == "busy":
+            break
     threads = threading.active_count()
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(KernelExecutor.attach(executor.manager.get_connection_info()), 0.5)
-    await asyncio.sleep(0.5)
-    assert threading.active_count() == threads  # the heartbeat thread was stopped
+    await eventually(lambda: threading.active_count() == threads, timeout=2.0)  # the heartbeat thread stopped
 
 
 async def test_pool_gives_each_task_its_own_folder_and_a_clean_namespace(simpson_csv: Path) -> None:

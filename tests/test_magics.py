@@ -24,8 +24,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from jupyter_deepanalyze.agent import SKIPPED_FEEDBACK
 from jupyter_deepanalyze.config import DeepAnalyze
 from jupyter_deepanalyze.events import MIME_TYPE
+from jupyter_deepanalyze.feedback import strip_ansi
 from jupyter_deepanalyze.notebook import events_to_notebook
-from jupyter_deepanalyze.protocol import strip_ansi
 
 from .scripted_llm import ScriptedLLM
 
@@ -320,6 +320,33 @@ def test_config_sets_model_and_timeout_and_a_block_past_it_is_interrupted_while_
     assert errors(notebook.cells[2]) == [] and text(notebook.cells[3]) == "completed\n"
 
 
+def test_cleared_and_updated_outputs_show_as_left_and_the_model_is_told_so(
+    scripted_llm: Any, tmp_path: Path
+) -> None:
+    llm = scripted_llm(
+        [
+            "<Code>\n```python\nfrom IPython.display import clear_output, display\nfor i in range(3):\n"
+            "    clear_output(wait=True)\n    print(f'step {i}')\nh = display('v1', display_id=True)\n```\n</Code>",
+            "<Code>\n```python\nh.update('v2')\nprint('updated')\n```\n</Code>",
+            "<Answer>Done.</Answer>",
+        ]
+    )
+    notebook = execute(
+        [
+            "%load_ext jupyter_deepanalyze",
+            f'r = %analyze "Show progress." --model {llm.url}',
+            "code = [c for c in r.to_notebook().cells if c.cell_type == 'code']\n"
+            "print([[o.get('text') or o['data']['text/plain'] for o in c.outputs] for c in code])",
+        ],
+        tmp_path,
+    )
+    told = [m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "execute"]
+    assert told == ["step 2\n'v1'\n", "updated\n"]
+    assert text(notebook.cells[2]) == "[['step 2\\n', \"'v2'\"], ['updated\\n']]\n"
+    shown = run_display(notebook.cells[1]).data["text/html"]
+    assert "step 2" in shown and "step 1" not in shown and "&#x27;v2&#x27;" in shown
+
+
 async def run_and_interrupt(
     cells: list[str], cwd: Path, interrupt_cell: int, ready: Any, *, timeout: int = 90
 ) -> tuple[NotebookNode, float]:
@@ -346,7 +373,6 @@ async def run_and_interrupt(
             while not ready() and time.monotonic() < deadline and not running.done():
                 await asyncio.sleep(0.05)
             assert ready(), "the run never got to the point to interrupt"
-            await asyncio.sleep(0.3)
             await client.km.interrupt_kernel()
             interrupted = time.monotonic()
             await running

@@ -12,23 +12,25 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jupyter_deepanalyze.feedback import (
+    ExecutionError,
+    FeedbackOptions,
+    cap_output,
+    error_line_number,
+    format_feedback,
+)
 from jupyter_deepanalyze.protocol import (
     GENERIC,
     NATIVE,
     DataFile,
-    ExecutionError,
-    FeedbackOptions,
     Segment,
     SegmentDelta,
     SegmentParser,
     VariableInfo,
     build_first_message,
-    cap_output,
     close_open_code,
     dialect_for,
-    error_line_number,
     extract_code,
-    format_feedback,
     parse_segments,
 )
 

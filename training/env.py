@@ -7,7 +7,7 @@ block of a model turn, return the feedback the model sees), the ``stateless`` op
 each block with fresh globals), per-block timeouts, and ``EnvironmentThread``, which
 keeps an environment on its own event loop so synchronous trainers can drive it.
 
-Must not format feedback itself (``protocol.format_feedback`` does, inside the
+Must not format feedback itself (``feedback.format_feedback`` does, inside the
 executor) nor know about tokens or models.
 """
 
@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jupyter_deepanalyze.config import DeepAnalyze, setting_default
 from jupyter_deepanalyze.execution import DeadKernelError
 from jupyter_deepanalyze.execution.pool import KernelPool, PooledKernel
-from jupyter_deepanalyze.protocol import DataFile, FeedbackOptions, extract_code, first_code_block
+from jupyter_deepanalyze.protocol import DataFile, extract_code, first_code_block
 
 T = TypeVar("T")
 
@@ -46,10 +47,12 @@ class EnvConfig:
     stateless: bool = False
     """Clear the namespace before every block (the reference's training distribution).
     False keeps state between blocks, as the live kernel of the product does."""
-    output_limit: int | None = 16000
-    """Characters of output the model sees (head and tail kept); None sends everything."""
-    keep_output_before_error: bool = True
-    """Send what a failing block printed before its ``[Error]:`` line (False: reference parity)."""
+    output_limit: int | None = setting_default("output_limit")
+    """Characters of output the model sees (head and tail kept); None sends everything
+    (default: ``DeepAnalyze.output_limit``'s)."""
+    keep_output_before_error: bool = setting_default("keep_output_before_error")
+    """Send what a failing block printed before its ``[Error]:`` line (False: reference
+    parity; default: ``DeepAnalyze.keep_output_before_error``'s)."""
 
     def __post_init__(self) -> None:
         if self.kernels < 1:
@@ -145,10 +148,10 @@ class KernelEnvironment:
 
     def __init__(self, config: EnvConfig | None = None, *, root: str | Path | None = None) -> None:
         self.config = config or EnvConfig()
-        feedback = FeedbackOptions(
+        feedback = DeepAnalyze(
+            output_limit=self.config.output_limit,
             keep_output_before_error=self.config.keep_output_before_error,
-            limit=self.config.output_limit,
-        )
+        ).feedback_options()
         self.pool = KernelPool(
             self.config.kernels, root=root, executor_options={"feedback": feedback}
         )
@@ -195,9 +198,6 @@ class EnvironmentThread:
     def run(self, function: Callable[[KernelEnvironment], Awaitable[T]]) -> T:
         """Run ``function(env)`` on the environment's loop and wait for its result."""
         return self._submit(function(self.env)).result()
-
-    def call_soon(self, coroutine: Awaitable[Any]) -> Future[Any]:
-        return self._submit(coroutine)
 
     def close(self) -> None:
         if not self._thread.is_alive():

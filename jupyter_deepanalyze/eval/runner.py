@@ -7,13 +7,14 @@ holds the task's files, and writing what it did to ``OUT``:
   ``{"type": "eval_result", ...}`` record (status, error, answer, per-sub-answer
   scoring, timings, and the conversation ``messages``). A task is done when that
   record is there: a rerun skips it (resume); an interrupted task has none and runs again.
-- ``notebooks/ID.ipynb``: the run as a notebook (the core's ``NotebookBuilder``).
+- ``notebooks/ID.ipynb``: the run as a notebook (the core's ``RunRecorder``).
 - ``summary.json`` and ``accuracy.png`` (``summary.py``).
 
 A task that crashes (model error, dead kernel, anything the harness hits) is recorded as
 ``failed`` with its error and scored as wrong; the run goes on.
 
-Must not re-implement the agent, scoring or notebook building.
+Must not re-implement the agent, scoring, notebook building or the reading of a run's
+outcome (``recorder.RunRecorder``).
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from typing import Any
 
 from ..agent import Agent, Task
 from ..config import DeepAnalyze
-from ..events import RunFinished, SegmentFinished
+from ..events import Event
 from ..execution.pool import KernelPool
 from ..llm import ChatModel
-from ..notebook import NotebookBuilder, attach_images, write_notebook
+from ..notebook import attach_images
+from ..recorder import RunRecorder, record_run
 from .benchmarks import Benchmark, BenchTask
 from .scoring import Score, SubAnswer
 from .summary import summarize, write_chart
@@ -271,12 +273,16 @@ class EvalRunner:
         path.parent.mkdir(parents=True, exist_ok=True)
         model = TimedModel(self.model)
         executor: TimedExecutor | None = None
-        builder = NotebookBuilder()
+        recorder = RunRecorder()
         messages: list[dict[str, str]] = []
-        status, error, answer = "failed", None, None
-        finished = False
+        crash: str | None = None
         started = time.perf_counter()
         with path.open("w", encoding="utf-8") as trajectory:
+
+            def write(event: Event) -> None:
+                trajectory.write(json.dumps(event.to_json()) + "\n")
+                trajectory.flush()  # a running task can be followed with tail -f
+
             try:
                 async with pool.session(task.files, name=f"task-{task.slug}") as kernel:
                     if self._stopping:  # stopped while this task waited for its kernel
@@ -285,33 +291,30 @@ class EvalRunner:
                     agent = Agent.from_config(self.config, model, executor)
                     self._agents.add(agent)
                     try:
-                        async for event in agent.run(Task(task.prompt, kernel.files)):
-                            trajectory.write(json.dumps(event.to_json()) + "\n")
-                            trajectory.flush()  # a running task can be followed with tail -f
-                            builder.apply(event)
-                            if isinstance(event, SegmentFinished) and event.tag == "Answer":
-                                answer = event.text.strip()
-                            elif isinstance(event, RunFinished):
-                                status, error, finished = event.status, event.error, True
+                        await record_run(agent, Task(task.prompt, kernel.files), recorder, on_event=write)
                     finally:
                         self._agents.discard(agent)
                         messages = agent.messages
-                    attach_images(builder.notebook, kernel.workdir)
+                    attach_images(recorder.notebook, kernel.workdir)
             except Exception as exc:  # recorded as this task's failure; the run goes on
-                if finished:  # the run had ended; only returning the kernel failed
+                if recorder.outcome.finished:  # the run had ended; only returning the kernel failed
                     log.warning("task %s: returning its kernel failed: %s", task.id, exc)
                 else:
                     log.info("task %s crashed: %s", task.id, exc)
-                    status, error = "failed", f"{type(exc).__name__}: {exc}"
+                    crash = f"{type(exc).__name__}: {exc}"
+            outcome = recorder.outcome
+            status, error = (outcome.status, outcome.error) if outcome.finished else ("failed", crash)
             if status == "cancelled" and self._stopping:
                 return None  # no final record: a resumed run does this task again
             if status in ("failed", "cancelled"):
                 status, answer = "failed", ""  # a failed task is scored as wrong
-            elif answer is None:
+            elif outcome.report_cell_id is not None:
+                answer = outcome.report
+            else:
                 answer = _last_assistant_text(messages)
             record = TaskRecord(
                 task_id=task.id,
-                status=status,
+                status=status or "failed",
                 score=self.benchmark.score(task, answer),
                 answer=answer,
                 error=error,
@@ -328,9 +331,9 @@ class EvalRunner:
             trajectory.write(
                 json.dumps(record.to_json(self.benchmark.name, self.model.name, messages)) + "\n"
             )
-        if builder.notebook.cells:
+        if recorder.notebook.cells:
             try:
-                write_notebook(builder.notebook, self.notebook_path(task))
+                recorder.write(self.notebook_path(task))
             except Exception as exc:  # the scored result stands without its notebook
                 log.warning("task %s: could not write its notebook: %s", task.id, exc)
         return record

@@ -2,8 +2,11 @@
 
 Owns ``Executor`` (the surface the agent uses), ``ExecutionResult`` and the named
 failures. ``kernel.KernelExecutor`` runs code in a Jupyter kernel; ``pool.KernelPool``
-keeps warm kernels for eval and training; ``inprocess`` (the magic) runs it in the
-calling IPython shell.
+keeps warm kernels for eval and training; ``inprocess.InProcessExecutor`` (the magic)
+runs it in the calling IPython shell, with ``capture`` (what a block shows) and
+``shell_thread`` (handing work to the shell's thread, interrupting it). Both executors
+accumulate outputs with ``outputs.OutputAccumulator`` and report changes to
+``on_output`` as ``outputs.OutputChange`` items.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..protocol import ExecutionError
+from ..feedback import ExecutionError
+from ..outputs import OutputChange
 
-OutputCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
+OutputCallback = Callable[[OutputChange], Awaitable[None] | None]
+"""Told what changed in the running block's outputs: a new output, a display update, a clear."""
 
 
 class ExecutionFailure(RuntimeError):
@@ -29,9 +34,10 @@ class DeadKernelError(ExecutionFailure):
 class ExecutionResult:
     """What running one code block produced.
 
-    ``status`` is ``ok``, ``error``, ``timeout`` or ``interrupted``. ``outputs`` are
-    nbformat output dicts (consecutive streams merged); ``feedback`` is the text the
-    model is told (PROTOCOL.md, "What the model sees of an execution").
+    ``status`` is ``ok``, ``error``, ``timeout`` or ``interrupted``. ``outputs`` are the
+    nbformat output dicts the cell ends with (``outputs.OutputAccumulator``: streams
+    merged, ``clear_output`` and display updates applied); ``feedback`` is the text the
+    model is told of them (PROTOCOL.md, "What the model sees of an execution").
     """
 
     status: str

@@ -24,10 +24,10 @@ from typing import Any
 
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
-from nbformat.v4 import output_from_msg
 
-from ..outputs import append_output, dropped_stream_note, stream_text
-from ..protocol import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
+from ..config import default_feedback_options
+from ..feedback import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
+from ..outputs import OutputAccumulator, OutputSync
 from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
 
 log = logging.getLogger(__name__)
@@ -40,68 +40,36 @@ INTERRUPT_GRACE_SECONDS = 10.0
 """How long a timed-out execution may take to stop after the interrupt."""
 CANCEL_GRACE_SECONDS = 1.5
 """How long a cancelled execution waits for the kernel to settle (cancel ends in < 2 s)."""
-STREAM_FLUSH_SECONDS = 0.1
-"""Stream text is forwarded at most this often: a print loop does not flood the sinks."""
+SYNC_SECONDS = 0.1
+"""Output changes are forwarded at most this often: a print or progress loop does not
+flood the sinks (what it shows between two syncs is sent as one change)."""
 MAX_STREAM_CHARS = 2_000_000
-"""Stream text kept per execution; the rest is counted and dropped."""
-
-_OUTPUT_TYPES = frozenset({"stream", "display_data", "execute_result", "error"})
+"""Stream text kept per execution (its head and its latest part); the rest is cut and noted."""
 
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-class _OutputCollector:
-    """Merges stream chunks, forwards outputs to ``on_output`` and caps stream size."""
+class _Forwarder:
+    """Sends ``on_output`` what changed in ``outputs``, at most every ``SYNC_SECONDS``."""
 
-    def __init__(self, on_output: OutputCallback | None, max_stream_chars: int) -> None:
-        self.outputs: list[dict[str, Any]] = []
-        self._on_output = on_output
-        self._max_stream_chars = max_stream_chars
-        self._pending: dict[str, Any] | None = None
-        self._last_flush = time.monotonic()
-        self._stream_chars = 0
-        self._dropped = 0
+    def __init__(self, outputs: OutputAccumulator, on_output: OutputCallback | None) -> None:
+        self.sync = OutputSync(outputs)
+        self.on_output = on_output
+        self.last_sent = float("-inf")
 
-    async def add(self, output: dict[str, Any]) -> None:
-        if output.get("output_type") != "stream":
-            await self.flush()
-            await self._emit(output)
-            return
-        text = stream_text(output)
-        room = self._max_stream_chars - self._stream_chars
-        if len(text) > room:
-            self._dropped += len(text) - max(room, 0)
-            text = text[: max(room, 0)]
-        if not text:
-            return
-        self._stream_chars += len(text)
-        if self._pending is not None and self._pending["name"] != output["name"]:
-            await self.flush()
-        if self._pending is None:
-            self._pending = {"output_type": "stream", "name": output["name"], "text": text}
-        else:
-            self._pending["text"] += text
-        if time.monotonic() - self._last_flush >= STREAM_FLUSH_SECONDS:
-            await self.flush()
+    def due_in(self) -> float:
+        """Seconds until what changed should be sent (infinite when nothing did)."""
+        if not self.sync.pending:
+            return float("inf")
+        return self.last_sent + SYNC_SECONDS - time.monotonic()
 
-    async def flush(self) -> None:
-        self._last_flush = time.monotonic()
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await self._emit(pending)
-
-    async def finish(self) -> None:
-        await self.flush()
-        if self._dropped:
-            await self._emit(dropped_stream_note(self._dropped))
-            self._dropped = 0
-
-    async def _emit(self, output: dict[str, Any]) -> None:
-        append_output(self.outputs, output)
-        if self._on_output is not None:
-            await _maybe_await(self._on_output(output))
+    async def send(self) -> None:
+        self.last_sent = time.monotonic()
+        for change in self.sync.changes():
+            if self.on_output is not None:
+                await _maybe_await(self.on_output(change))
 
 
 class KernelExecutor:
@@ -126,7 +94,7 @@ class KernelExecutor:
         self.client = client
         self.manager = manager
         self.kernel_id = kernel_id
-        self.feedback = feedback or FeedbackOptions()
+        self.feedback = feedback or default_feedback_options()
         self.max_stream_chars = max_stream_chars
         self._interrupter = interrupter
         self._lock = asyncio.Lock()
@@ -284,7 +252,8 @@ class KernelExecutor:
     ) -> ExecutionResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        collector = _OutputCollector(on_output, self.max_stream_chars)
+        outputs = OutputAccumulator(stream_limit=self.max_stream_chars)
+        forward = _Forwarder(outputs, on_output)
         msg_id = self.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
         deadline = started + timeout if timeout else None
         timed_out = False
@@ -299,9 +268,15 @@ class KernelExecutor:
                     log.info("execution exceeded %ss; interrupting the kernel", timeout)
                     await self.interrupt()
                     deadline = now + INTERRUPT_GRACE_SECONDS
+                if forward.due_in() <= 0:
+                    await forward.send()
                 wait = POLL_SECONDS if deadline is None else max(0.01, min(POLL_SECONDS, deadline - now))
-                msg = await self._next_message(wait, collector)
-                if msg is None or msg["parent_header"].get("msg_id") != msg_id:
+                msg = await self._next_message(min(wait, forward.due_in()))
+                if msg is None:  # quiet: send what is new, check the kernel lives
+                    await forward.send()
+                    await self._check_alive()
+                    continue
+                if msg["parent_header"].get("msg_id") != msg_id:
                     continue
                 msg_type = msg["msg_type"]
                 content = msg["content"]
@@ -309,23 +284,18 @@ class KernelExecutor:
                     break
                 if msg_type in ("execute_input", "execute_result"):
                     execution_count = content.get("execution_count", execution_count)
-                if msg_type in _OUTPUT_TYPES:
-                    await collector.add(output_from_msg(msg))
+                outputs.handle(msg_type, content)
         except asyncio.CancelledError:
-            await self._settle_after_cancel(msg_id)
+            await self._settle_after_cancel(msg_id, outputs)
             raise
         finally:
-            await collector.finish()
+            outputs.finish()
+            await forward.send()
         reply = await self._reply(msg_id, timeout=5.0, required=False)
         if reply.get("execution_count") is not None:
             execution_count = reply["execution_count"]
-        outputs = collector.outputs
         error = next(
-            (
-                ExecutionError(o["ename"], strip_ansi(o["evalue"]), tuple(o.get("traceback", ())))
-                for o in outputs
-                if o.get("output_type") == "error"
-            ),
+            (ExecutionError(o["ename"], strip_ansi(o["evalue"]), tuple(o["traceback"])) for o in outputs.errors),
             None,
         )
         if error is None and reply.get("status") == "error":
@@ -333,29 +303,28 @@ class KernelExecutor:
         if error is None and reply.get("status") == "aborted":
             error = ExecutionError("ExecutionAborted", "the kernel aborted this execution")
         status = "timeout" if timed_out else ("error" if error is not None else "ok")
+        # What the model is told comes from what is left in the cell (after any clear_output).
         feedback = format_feedback(
             code,
-            outputs,
+            outputs.outputs,
             error=error,
             timeout=timeout if timed_out else None,
             options=self.feedback,
         )
         return ExecutionResult(
             status=status,
-            outputs=outputs,
+            outputs=outputs.outputs,
             execution_count=execution_count,
             feedback=feedback,
             error=error,
             duration=loop.time() - started,
         )
 
-    async def _next_message(self, wait: float, collector: _OutputCollector) -> dict[str, Any] | None:
-        """The next iopub message, or None after ``wait`` seconds (liveness checked then)."""
+    async def _next_message(self, wait: float) -> dict[str, Any] | None:
+        """The next iopub message, or None after ``wait`` seconds."""
         try:
             msg = await self.client.get_iopub_msg(timeout=wait)
         except queue.Empty:
-            await collector.flush()
-            await self._check_alive()
             return None
         if (
             msg["msg_type"] == "status"
@@ -391,26 +360,26 @@ class KernelExecutor:
             if msg["parent_header"].get("msg_id") == msg_id:
                 return dict(msg["content"])
 
-    async def _settle_after_cancel(self, msg_id: str) -> None:
-        """Interrupt the cancelled execution and give the kernel a moment to go idle."""
+    async def _settle_after_cancel(self, msg_id: str, outputs: OutputAccumulator) -> None:
+        """Interrupt the cancelled execution and give the kernel a moment to go idle; what
+        the code showed meanwhile (up to the ``KeyboardInterrupt``) is kept."""
         try:
-            await asyncio.wait_for(self._interrupt_until_idle(msg_id), CANCEL_GRACE_SECONDS)
+            await asyncio.wait_for(self._interrupt_until_idle(msg_id, outputs), CANCEL_GRACE_SECONDS)
         except (asyncio.TimeoutError, ExecutionFailure) as exc:
             log.debug("kernel still busy after cancel: %s", exc)
 
-    async def _interrupt_until_idle(self, msg_id: str) -> None:
+    async def _interrupt_until_idle(self, msg_id: str, outputs: OutputAccumulator) -> None:
         await self.interrupt()
         while True:
             try:
                 msg = await self.client.get_iopub_msg(timeout=POLL_SECONDS)
             except queue.Empty:
                 continue
-            if (
-                msg["parent_header"].get("msg_id") == msg_id
-                and msg["msg_type"] == "status"
-                and msg["content"].get("execution_state") == "idle"
-            ):
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
                 return
+            outputs.handle(msg["msg_type"], msg["content"])
 
     async def _unresponsive(self, timeout: float) -> None:
         """The kernel ignored the interrupt: restart it if it is ours, else give up."""

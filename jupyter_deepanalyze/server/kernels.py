@@ -24,9 +24,10 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async
 
+from ..config import default_feedback_options
 from ..execution import DeadKernelError, ExecutionResult, OutputCallback
 from ..execution.kernel import KernelExecutor
-from ..protocol import FeedbackOptions
+from ..feedback import FeedbackOptions
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class KernelExecutors:
         attach_timeout: float = 600.0,
     ) -> None:
         self.kernel_manager = kernel_manager
-        self.feedback = feedback or FeedbackOptions()
+        self.feedback = feedback or default_feedback_options()
         # A kernel busy with a user's cell answers kernel_info only when the cell ends;
         # a dead one is noticed earlier through its heartbeat.
         self.attach_timeout = attach_timeout

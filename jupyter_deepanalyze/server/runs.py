@@ -25,6 +25,7 @@ from ..agent import Agent, Approval, Task
 from ..config import DeepAnalyze
 from ..events import RUN_STATUSES, Event, RunFinished, new_run_id
 from ..protocol import DataFile, VariableInfo
+from ..recorder import RunRecorder
 from .eventlog import EventLog, log_path, read_events
 from .kernels import KernelExecutors, KernelLease
 from ..llm.registry import ModelRegistry
@@ -69,22 +70,32 @@ class RunRequest:
 
 @dataclass(eq=False)
 class Run:
-    """One run: its events (index == ``seq``), status, followers and pending approvals."""
+    """One run: its events (index == ``seq``), outcome, followers and pending approvals."""
 
     run_id: str
     kernel_id: str | None
-    status: str = "running"
     events: list[dict[str, Any]] = field(default_factory=list)
-    cancel_requested: bool = False
     agent: Agent | None = None
+    recorder: RunRecorder = field(default_factory=lambda: RunRecorder(notebook=False))
     _log: EventLog | None = None
     _followers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
     _approvals: dict[str, asyncio.Future[Approval]] = field(default_factory=dict)
     _finished: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def __post_init__(self) -> None:
+        for event in self.events:  # read back from a log
+            self.recorder.apply(event)
+
     @property
     def finished(self) -> bool:
         return self._finished.is_set()
+
+    @property
+    def status(self) -> str:
+        """``running``, ``waiting_approval``, or the final status of ``run_finished``."""
+        if self.recorder.outcome.status is not None:
+            return self.recorder.outcome.status
+        return "waiting_approval" if self._approvals else "running"
 
     def snapshot(self) -> dict[str, Any]:
         """``GET /deepanalyze/runs/{id}``: status and every event so far."""
@@ -96,24 +107,23 @@ class Run:
         }
 
     def summary(self) -> dict[str, Any]:
-        started = self.events[0] if self.events and self.events[0]["type"] == "run_started" else {}
         return {
             "run_id": self.run_id,
             "kernel_id": self.kernel_id,
             "status": self.status,
-            "question": started.get("question"),
+            "question": self.recorder.outcome.question,
         }
 
     # ----------------------------------------------------------------- events
 
     def append(self, event: dict[str, Any]) -> None:
         self.events.append(event)
+        self.recorder.apply(event)
         if self._log is not None:
             self._log.append(event)
         for queue in self._followers:
             queue.put_nowait(event)
         if event["type"] == "run_finished":
-            self.status = event["status"]
             self._finished.set()
             if self._log is not None:
                 self._log.close()
@@ -151,23 +161,17 @@ class Run:
     # --------------------------------------------------------------- control
 
     def cancel(self) -> None:
-        if self.finished:
-            return
-        self.cancel_requested = True
-        if self.agent is not None:
-            self.agent.cancel()
+        if self.agent is not None and not self.finished:
+            self.agent.cancel()  # remembered if the agent has not begun yet
 
     async def request_approval(self, cell_id: str, code: str) -> Approval:
         """The agent's approval hook: wait for :meth:`answer` on ``cell_id``."""
         future: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
         self._approvals[cell_id] = future
-        self.status = "waiting_approval"
         try:
             return await future
         finally:
             self._approvals.pop(cell_id, None)
-            if self.status == "waiting_approval":
-                self.status = "running"
 
     def answer(self, cell_id: str, approval: Approval) -> None:
         future = self._approvals.get(cell_id)
@@ -238,8 +242,6 @@ class RunManager:
         task = Task(request.question, tuple(request.files), tuple(request.variables))
         self._active[request.kernel_id] = run
         self._runs[run.run_id] = run
-        # The task's first step runs before any other request is served, and it creates
-        # the agent's worker at once: a cancel can never arrive before there is one.
         self._tasks[run.run_id] = asyncio.create_task(self._drive(run, task, model, lease))
         return run
 
@@ -275,7 +277,6 @@ class RunManager:
         run = Run(run_id=run_id, kernel_id=started.get("kernel_id"), events=events)
         last = events[-1] if events else {}
         if last.get("type") == "run_finished" and last.get("status") in RUN_STATUSES:
-            run.status = last["status"]
             run._finished.set()
         else:
             # The server stopped without closing this log: close it now, once.

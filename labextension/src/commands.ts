@@ -15,12 +15,13 @@ import { PathExt } from '@jupyterlab/coreutils';
 import type { IDocumentManager } from '@jupyterlab/docmanager';
 import type * as nbformat from '@jupyterlab/nbformat';
 import { type INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import type { TranslationBundle } from '@jupyterlab/translation';
 import type { LabIcon } from '@jupyterlab/ui-components';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
-import { type AssistantModel, notebookTarget } from './assistant';
-import { lastRunIn, removeRunCells } from './materializer';
+import type { AssistantModel } from './assistant';
+import type { Labels } from './labels';
+import { type LabNotebooks, notebookTarget } from './notebooks';
+import { lastRunIn, removeRunCells } from './runCells';
 import type { RunRecordStore } from './session';
 
 export const CommandIds = {
@@ -34,9 +35,10 @@ export interface ICommandsOptions {
   app: JupyterFrontEnd;
   model: AssistantModel;
   tracker: INotebookTracker;
+  notebooks: LabNotebooks;
   docManager: IDocumentManager;
   store: RunRecordStore;
-  trans: TranslationBundle;
+  labels: Labels;
   icon: LabIcon;
   /** Id of the sidebar widget. */
   panelId: string;
@@ -52,15 +54,24 @@ function timestamp(date: Date): string {
 }
 
 export function registerCommands(options: ICommandsOptions): void {
-  const { app, model, tracker, docManager, store, trans, icon, panelId } =
-    options;
+  const {
+    app,
+    model,
+    tracker,
+    notebooks,
+    docManager,
+    store,
+    labels,
+    icon,
+    panelId
+  } = options;
   const { commands, shell } = app;
 
   const openPanel = () => shell.activateById(panelId);
 
   commands.addCommand(CommandIds.open, {
-    label: trans.__('DeepAnalyze: Open assistant'),
-    caption: trans.__('Open the DeepAnalyze assistant'),
+    label: labels.openAssistant,
+    caption: labels.openAssistantCaption,
     icon,
     execute: openPanel
   });
@@ -68,28 +79,25 @@ export function registerCommands(options: ICommandsOptions): void {
   commands.addCommand(CommandIds.analyzeDataframe, {
     label: args =>
       args.name
-        ? trans.__('Analyze %1', String(args.name))
-        : trans.__('DeepAnalyze: Analyze dataframe…'),
-    caption: trans.__(
-      'Start a DeepAnalyze run about a dataframe of the kernel'
-    ),
+        ? labels.analyzeName(String(args.name))
+        : labels.analyzeDataframeCommand,
+    caption: labels.analyzeDataframeCaption,
     isEnabled: () => !model.busy && tracker.currentWidget !== null,
     execute: async (args: ReadonlyPartialJSONObject) => {
       let name = typeof args.name === 'string' ? args.name : '';
       if (!name) {
-        await model.refreshVariables();
-        const names = model.variables.map(v => v.name);
+        await model.variables.refresh();
+        const names = model.variables.items.map(v => v.name);
         if (names.length === 0) {
           await showErrorMessage(
-            trans.__('No dataframes'),
-            model.variablesError ??
-              trans.__("The active notebook's kernel has no dataframes yet.")
+            labels.noDataframesTitle,
+            model.variables.error ?? labels.noDataframesInKernel
           );
           return;
         }
         const choice = await InputDialog.getItem({
-          title: trans.__('Analyze dataframe'),
-          label: trans.__('Dataframe'),
+          title: labels.analyzeDataframeTitle,
+          label: labels.dataframe,
           items: names
         });
         if (!choice.button.accept || !choice.value) {
@@ -98,25 +106,23 @@ export function registerCommands(options: ICommandsOptions): void {
         name = choice.value;
       }
       openPanel();
-      await model.send(trans.__('Analyze the dataframe `%1`.', name), {
+      await model.send(labels.analyzeDataframeQuestion(name), {
         variables: [name]
       });
     }
   });
 
   commands.addCommand(CommandIds.generateReport, {
-    label: trans.__('DeepAnalyze: Generate report notebook…'),
-    caption: trans.__(
-      'Create a notebook beside the active one and let DeepAnalyze write a report in it'
-    ),
+    label: labels.generateReportCommand,
+    caption: labels.generateReportCaption,
     isEnabled: () => !model.busy,
     execute: async (args: ReadonlyPartialJSONObject) => {
       let question = typeof args.question === 'string' ? args.question : '';
       if (!question) {
         const answer = await InputDialog.getText({
-          title: trans.__('Generate report notebook'),
-          label: trans.__('What should the report answer?'),
-          placeholder: trans.__('e.g. Which factors drive sales?')
+          title: labels.generateReportTitle,
+          label: labels.reportQuestion,
+          placeholder: labels.reportQuestionPlaceholder
         });
         if (!answer.button.accept || !answer.value?.trim()) {
           return;
@@ -154,10 +160,7 @@ export function registerCommands(options: ICommandsOptions): void {
           content
         });
       } catch (error) {
-        await showErrorMessage(
-          trans.__('Cannot create the report notebook'),
-          error as Error
-        );
+        await showErrorMessage(labels.cannotCreateReport, error as Error);
         return;
       }
       const widget = docManager.open(path, 'Notebook', { name: kernelName });
@@ -167,7 +170,7 @@ export function registerCommands(options: ICommandsOptions): void {
       openPanel();
       await widget.sessionContext.ready;
       await model.send(question, {
-        notebook: widget,
+        notebook: notebooks.of(widget),
         placement: 'end-of-notebook'
       });
       shell.activateById(widget.id);
@@ -175,10 +178,8 @@ export function registerCommands(options: ICommandsOptions): void {
   });
 
   commands.addCommand(CommandIds.removeLastRun, {
-    label: trans.__('DeepAnalyze: Remove cells of last run'),
-    caption: trans.__(
-      'Remove the cells the last DeepAnalyze run added to this notebook, and no others'
-    ),
+    label: labels.removeLastRunCommand,
+    caption: labels.removeLastRunCaption,
     isEnabled: () => {
       const panel = tracker.currentWidget;
       return (
@@ -212,7 +213,7 @@ export function registerCommands(options: ICommandsOptions): void {
 
   const palette = options.palette;
   if (palette) {
-    const category = trans.__('DeepAnalyze');
+    const category = labels.deepAnalyze;
     for (const command of Object.values(CommandIds)) {
       palette.addItem({ command, category });
     }

@@ -2,8 +2,13 @@
  * The event stream as the frontend sees it.
  *
  * Owns the TypeScript shapes of the events defined by `jupyter_deepanalyze/events.py`
- * (ARCHITECTURE.md, "Events"), the cell metadata every agent cell carries, and the MIME
- * type of the `%analyze` magic's output. Pure types and guards: no I/O, no DOM.
+ * (ARCHITECTURE.md, "Events"), field for field, the cell ids and metadata every agent
+ * cell carries (`cellIdFor` is the one TypeScript twin of `events.cell_id_for`), and the
+ * MIME type of the `%analyze` magic's output. The golden test
+ * (`test/golden.spec.ts`, over `tests/golden/run-events.jsonl` that a real Python run
+ * wrote) holds the two languages to the same contract.
+ *
+ * Must not do I/O or touch the DOM: pure types and guards.
  */
 
 import type * as nbformat from '@jupyterlab/nbformat';
@@ -20,6 +25,14 @@ export interface ICellProvenance {
   run_id: string;
   step: number;
   role: CellRole;
+}
+
+/**
+ * The nbformat id of a run's step: `events.cell_id_for` of the Python package, so that
+ * the cell a run creates has the same id whichever side names it.
+ */
+export function cellIdFor(runId: string, step: number): string {
+  return `da-${runId.slice(0, 16)}-${step}`;
 }
 
 /** `dead`: the kernel died or was restarted under the run (its variables are gone). */
@@ -43,6 +56,8 @@ export interface IRunStartedEvent extends IEventBase {
   question: string;
   model: string;
   kernel_id?: string | null;
+  /** Set for a follow-up: the finished run whose conversation this run continues. */
+  parent_run_id?: string | null;
 }
 
 export interface IDeltaEvent extends IEventBase {
@@ -59,10 +74,16 @@ export interface ISegmentEvent extends IEventBase {
   text: string;
 }
 
+/**
+ * The kinds of cell an agent creates. A `cell` event of any other type becomes a
+ * markdown cell, in the live notebook as in `notebook.NotebookBuilder`.
+ */
+export type AgentCellType = 'code' | 'markdown';
+
 export interface ICellEvent extends IEventBase {
   type: 'cell';
   cell_id: string;
-  cell_type: 'code' | 'markdown' | 'raw';
+  cell_type: AgentCellType;
   source: string;
   metadata: { deepanalyze?: ICellProvenance; [key: string]: unknown };
 }
@@ -73,10 +94,27 @@ export interface IApprovalRequiredEvent extends IEventBase {
   code: string;
 }
 
+/**
+ * Appends `output` to the cell; with `display_id`, the output is remembered under that
+ * id. With `update` (`update_display_data`), `output` instead replaces every output of
+ * the run remembered under `display_id`, in whatever cell, and nothing is appended.
+ */
 export interface IOutputEvent extends IEventBase {
   type: 'output';
   cell_id: string;
   output: nbformat.IOutput;
+  display_id?: string | null;
+  update?: boolean;
+}
+
+/**
+ * The code called `clear_output`: the cell's outputs are cleared now, or, with `wait`,
+ * just before the next output appended to it.
+ */
+export interface IClearOutputEvent extends IEventBase {
+  type: 'clear_output';
+  cell_id: string;
+  wait?: boolean;
 }
 
 export interface IExecutionFinishedEvent extends IEventBase {
@@ -87,6 +125,23 @@ export interface IExecutionFinishedEvent extends IEventBase {
   feedback?: string;
   /** Set when what ran differs from the cell's source (edited on approval). */
   code?: string | null;
+}
+
+export type ArtifactStatus = 'created' | 'modified';
+
+/** A file the last execution created or modified in the run's working folder. */
+export interface IArtifact {
+  /** Relative to the run's working folder. */
+  path: string;
+  /** Bytes. */
+  size: number;
+  status: ArtifactStatus;
+}
+
+export interface IArtifactsEvent extends IEventBase {
+  type: 'artifacts';
+  step: number;
+  files: IArtifact[];
 }
 
 export interface IRunFinishedEvent extends IEventBase {
@@ -103,21 +158,26 @@ export type RunEvent =
   | ICellEvent
   | IApprovalRequiredEvent
   | IOutputEvent
+  | IClearOutputEvent
   | IExecutionFinishedEvent
+  | IArtifactsEvent
   | IRunFinishedEvent;
 
 export type RunEventType = RunEvent['type'];
 
-const EVENT_TYPES: ReadonlySet<string> = new Set<RunEventType>([
-  'run_started',
-  'delta',
-  'segment',
-  'cell',
-  'approval_required',
-  'output',
-  'execution_finished',
-  'run_finished'
-]);
+/** Every event type, checked complete against `RunEvent` by the compiler. */
+const EVENT_TYPES: Readonly<Record<RunEventType, true>> = {
+  run_started: true,
+  delta: true,
+  segment: true,
+  cell: true,
+  approval_required: true,
+  output: true,
+  clear_output: true,
+  execution_finished: true,
+  artifacts: true,
+  run_finished: true
+};
 
 /**
  * Whether `value` looks like an event of the stream.
@@ -135,7 +195,7 @@ export function isRunEvent(value: unknown): value is RunEvent {
     typeof event.seq === 'number' &&
     typeof event.run_id === 'string' &&
     typeof event.type === 'string' &&
-    EVENT_TYPES.has(event.type)
+    Object.prototype.hasOwnProperty.call(EVENT_TYPES, event.type)
   );
 }
 

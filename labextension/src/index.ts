@@ -21,68 +21,71 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 
 import { DeepAnalyzeClient } from './api';
-import {
-  AssistantModel,
-  DEFAULT_SETTINGS,
-  type IAssistantSettings
-} from './assistant';
+import { AssistantModel } from './assistant';
 import { registerCommands } from './commands';
 import { deepAnalyzeIcon } from './icon';
+import { labelsFor } from './labels';
+import { LabNotebooks } from './notebooks';
 import { AssistantPanel, PANEL_ID } from './panel';
 import { runRendererFactory } from './renderer';
 import { RunRecordStore } from './session';
+import { AssistantSettings } from './settings';
 
 const PLUGIN_ID = 'jupyter-deepanalyze:plugin';
 
 /** Translation domain: the Python package's name, as JupyterLab language packs expect. */
 const TRANSLATION_DOMAIN = 'jupyter_deepanalyze';
 
-function readSettings(
-  settings: ISettingRegistry.ISettings
-): IAssistantSettings {
-  const composite = settings.composite as Partial<IAssistantSettings>;
-  return { ...DEFAULT_SETTINGS, ...composite };
-}
-
 const assistantPlugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description:
     'The DeepAnalyze sidebar, its commands and the live materializer of runs into notebooks.',
   autoStart: true,
-  requires: [INotebookTracker, IDocumentManager, IRenderMimeRegistry],
+  requires: [
+    INotebookTracker,
+    IDocumentManager,
+    IRenderMimeRegistry,
+    ISettingRegistry
+  ],
   optional: [
     ICommandPalette,
     ILayoutRestorer,
-    ISettingRegistry,
     ITranslator,
     IEditorLanguageRegistry
   ],
-  activate: (
+  activate: async (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     docManager: IDocumentManager,
     rendermime: IRenderMimeRegistry,
+    settingRegistry: ISettingRegistry,
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null,
-    settingRegistry: ISettingRegistry | null,
     translator: ITranslator | null,
     languages: IEditorLanguageRegistry | null
-  ): void => {
-    const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
+  ): Promise<void> => {
+    const labels = labelsFor(
+      (translator ?? nullTranslator).load(TRANSLATION_DOMAIN)
+    );
     const client = new DeepAnalyzeClient(app.serviceManager.serverSettings);
     const store = new RunRecordStore(
       window.localStorage,
       app.serviceManager.serverSettings.baseUrl
     );
+    // The settings' defaults are the schema's: they are read once loaded.
+    const settings = new AssistantSettings(
+      await settingRegistry.load(PLUGIN_ID)
+    );
+    const notebooks = new LabNotebooks(tracker, docManager);
     const model = new AssistantModel({
       client,
-      tracker,
-      docManager,
+      notebooks,
+      settings,
       store,
-      trans
+      labels
     });
 
-    const panel = new AssistantPanel(model, app.commands, trans, {
+    const panel = new AssistantPanel(model, app.commands, labels, {
       markdown: rendermime,
       languages
     });
@@ -94,36 +97,17 @@ const assistantPlugin: JupyterFrontEndPlugin<void> = {
       app,
       model,
       tracker,
+      notebooks,
       docManager,
       store,
-      trans,
+      labels,
       icon: deepAnalyzeIcon,
       panelId: PANEL_ID,
       palette
     });
 
-    if (settingRegistry) {
-      settingRegistry
-        .load(PLUGIN_ID)
-        .then(settings => {
-          model.configure(readSettings(settings));
-          settings.changed.connect(() =>
-            model.configure(readSettings(settings))
-          );
-          // The sidebar's approval toggle is the same setting, so it survives reloads.
-          model.stateChanged.connect(() => {
-            if (model.approval !== readSettings(settings).approval) {
-              void settings.set('approval', model.approval);
-            }
-          });
-        })
-        .catch(reason => {
-          console.error('DeepAnalyze: cannot load settings', reason);
-        });
-    }
-
     void model.loadModels();
-    void app.restored.then(() => model.restore());
+    void app.restored.then(() => model.runs.restore());
   }
 };
 
@@ -141,10 +125,12 @@ const rendererPlugin: JupyterFrontEndPlugin<void> = {
     translator: ITranslator | null,
     languages: IEditorLanguageRegistry | null
   ): void => {
-    const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
+    const labels = labelsFor(
+      (translator ?? nullTranslator).load(TRANSLATION_DOMAIN)
+    );
     // Registered on the application's registry before documents are restored, so every
     // notebook's registry (a clone made when it opens) knows the MIME type.
-    rendermime.addFactory(runRendererFactory({ tracker, trans, languages }));
+    rendermime.addFactory(runRendererFactory({ tracker, labels, languages }));
   }
 };
 

@@ -1,67 +1,43 @@
 /**
  * The live materializer: events → notebook cells.
  *
- * Owns the rules by which a run's events become cells of a notebook: only `cell`
- * events create cells; `output`, `execution_finished` and approvals change only the
- * cells the run created; cells are addressed by their nbformat id (the event's
- * `cell_id`), never by index; materializing the same events twice gives the same cells;
- * and a cell the user wrote is never modified or deleted. Waiting approvals are the
- * transcript's (`transcript.ts`): they change no cell.
+ * Owns the rules by which a run's events become cells of a notebook, the same rules as
+ * `notebook.NotebookBuilder` of the Python package (the golden test holds both to one
+ * expected notebook): only `cell` events create cells (code cells, and markdown for any
+ * other type); `output`, `clear_output`, `execution_finished` and approvals change only
+ * the cells the run created; consecutive stream outputs merge; `clear_output` clears a
+ * cell now or, with `wait`, before its next appended output; an `update` output replaces
+ * every output of the run shown under its `display_id`; cells are addressed by their
+ * nbformat id (the event's `cell_id`), never by index; materializing the same events
+ * twice gives the same cells; and a cell the user wrote is never modified or deleted.
+ * Waiting approvals are the transcript's (`transcript.ts`): they change no cell.
  *
- * Must not touch the DOM or any JupyterLab widget: it works over `INotebookTarget`, a
- * small structural subset of `@jupyter/ydoc`'s `ISharedNotebook` that a notebook
- * panel's shared model satisfies as it is, and that unit tests satisfy with a plain
- * `YNotebook`.
+ * Must not touch the DOM or any JupyterLab widget: it works over `INotebookTarget`
+ * (`runCells.ts`), which a notebook panel's shared model satisfies as it is, and
+ * previews and unit tests with a plain `YNotebook`.
  */
 
+import { YNotebook } from '@jupyter/ydoc';
 import type * as nbformat from '@jupyterlab/nbformat';
-import type { PartialJSONObject, PartialJSONValue } from '@lumino/coreutils';
+import type { PartialJSONObject } from '@lumino/coreutils';
 
 import type {
   ICellEvent,
-  ICellProvenance,
+  IClearOutputEvent,
   IExecutionFinishedEvent,
   IOutputEvent,
+  IRunBundle,
   RunEvent
 } from './events';
-
-/** A notebook cell as the materializer needs it. */
-export interface ITargetCell {
-  readonly id: string;
-  readonly cell_type: string;
-  getSource(): string;
-  setSource(value: string): void;
-  getMetadata(key: string): PartialJSONValue | undefined;
-}
-
-/**
- * A code cell as the materializer needs it.
- *
- * Outputs change only by appending an output or appending text to the last stream
- * output, never by replacing one: JupyterLab's cell model mirrors the shared model's
- * output changes into the output area the notebook renders, and that mirroring assumes
- * exactly these two kinds of change (the ones a kernel's messages make). `@jupyter/ydoc`'s
- * `YCodeCell`, what every notebook of JupyterLab 4.6 holds, implements all of this.
- */
-export interface ITargetCodeCell extends ITargetCell {
-  execution_count: nbformat.ExecutionCount;
-  getOutputs(): nbformat.IOutput[];
-  setOutputs(outputs: nbformat.IOutput[]): void;
-  updateOutputs(start: number, end: number, outputs: nbformat.IOutput[]): void;
-  appendStreamOutput(index: number, text: string): void;
-}
-
-/** A notebook as the materializer needs it (a subset of `ISharedNotebook`). */
-export interface INotebookTarget {
-  readonly cells: readonly ITargetCell[];
-  insertCell(index: number, cell: nbformat.ICell): ITargetCell;
-  deleteCell(index: number): void;
-  /**
-   * Groups changes into one update. `undoable: false` keeps the agent's edits out of
-   * the user's undo history, so Ctrl+Z never interleaves with a streaming run.
-   */
-  transact?(f: () => void, undoable?: boolean): void;
-}
+import {
+  cellProvenance,
+  indexOfCell,
+  type INotebookTarget,
+  isCodeCell,
+  type ITargetCell,
+  type ITargetCodeCell,
+  transact
+} from './runCells';
 
 export interface IMaterializerOptions {
   /** The run whose events are materialized; events of other runs are ignored. */
@@ -71,24 +47,6 @@ export interface IMaterializerOptions {
    * was started), or `null` to start at the end of the notebook.
    */
   anchorCellId: string | null;
-}
-
-function isCodeCell(cell: ITargetCell): cell is ITargetCodeCell {
-  return cell.cell_type === 'code';
-}
-
-/** `metadata.deepanalyze` of a notebook cell, if an agent added it. */
-export function cellProvenance(cell: ITargetCell): ICellProvenance | undefined {
-  const value = cell.getMetadata('deepanalyze');
-  if (
-    typeof value === 'object' &&
-    value !== null &&
-    !Array.isArray(value) &&
-    typeof (value as { run_id?: unknown }).run_id === 'string'
-  ) {
-    return value as unknown as ICellProvenance;
-  }
-  return undefined;
 }
 
 function textOf(value: nbformat.MultilineString): string {
@@ -136,93 +94,6 @@ export function placeOutput(
     };
   }
   return { kind: 'append', output: next };
-}
-
-/** Index of the cell with id `cellId` in `target`, or -1. */
-export function indexOfCell(target: INotebookTarget, cellId: string): number {
-  return target.cells.findIndex(cell => cell.id === cellId);
-}
-
-/** Ids of the runs that have cells in `target`, in the order their first cells appear. */
-export function runIdsIn(target: INotebookTarget): string[] {
-  const ids: string[] = [];
-  for (const cell of target.cells) {
-    const runId = cellProvenance(cell)?.run_id;
-    if (runId !== undefined && !ids.includes(runId)) {
-      ids.push(runId);
-    }
-  }
-  return ids;
-}
-
-/**
- * The anchor of a new run started with `activeCellId` active: that cell, or, when
- * earlier runs' cells follow it, the last of those. A follow-up question asked without
- * moving the cursor then reads below the run it follows up on, not above it, and no
- * run is split by another. Null when there is no active cell (the end of the notebook).
- */
-export function anchorBelow(
-  target: INotebookTarget,
-  activeCellId: string | null
-): string | null {
-  if (activeCellId === null) {
-    return null;
-  }
-  let index = indexOfCell(target, activeCellId);
-  if (index < 0) {
-    return activeCellId;
-  }
-  while (
-    index + 1 < target.cells.length &&
-    cellProvenance(target.cells[index + 1]) !== undefined
-  ) {
-    index += 1;
-  }
-  return target.cells[index].id;
-}
-
-/**
- * The run "Remove cells of last run" means in `target`: the run started last from this
- * browser if it has cells there, else the run whose cells start lowest in the notebook.
- */
-export function lastRunIn(
-  target: INotebookTarget,
-  lastStartedRunId: string | null
-): string | null {
-  const runIds = runIdsIn(target);
-  if (lastStartedRunId !== null && runIds.includes(lastStartedRunId)) {
-    return lastStartedRunId;
-  }
-  return runIds[runIds.length - 1] ?? null;
-}
-
-function transact(target: INotebookTarget, f: () => void): void {
-  if (target.transact) {
-    target.transact(f, false);
-  } else {
-    f();
-  }
-}
-
-/**
- * Deletes the cells of one run: exactly the cells whose `metadata.deepanalyze.run_id`
- * is `runId`. Returns how many were deleted.
- */
-export function removeRunCells(target: INotebookTarget, runId: string): number {
-  const indices: number[] = [];
-  target.cells.forEach((cell, index) => {
-    if (cellProvenance(cell)?.run_id === runId) {
-      indices.push(index);
-    }
-  });
-  // Back to front: a shared notebook updates its cell list only when the transaction
-  // ends, so indices computed up front must stay valid while deleting.
-  transact(target, () => {
-    for (const index of indices.reverse()) {
-      target.deleteCell(index);
-    }
-  });
-  return indices.length;
 }
 
 /**
@@ -278,18 +149,36 @@ export class RunMaterializer {
         transact(this.target, () => this._createCell(event));
         break;
       case 'output':
-        transact(this.target, () => this._appendOutput(event));
+        if (event.update) {
+          this._updateDisplay(event);
+        } else {
+          this._appendOutput(event);
+        }
+        break;
+      case 'clear_output':
+        this._clearOutput(event);
         break;
       case 'execution_finished':
         transact(this.target, () => this._finishExecution(event));
         break;
       default:
         // run_started, delta and segment belong to chat views, never to cells, and
-        // so do approval_required (its cell already exists, un-run) and run_finished
-        // (a run that ends early says so in a `status` cell event of its own).
+        // so do approval_required (its cell already exists, un-run), artifacts (the
+        // report cell links the files it wants to show) and run_finished (a run that
+        // ends early says so in a `status` cell event of its own).
         break;
     }
     return true;
+  }
+
+  /** How many cells this materializer inserted into the notebook. */
+  get created(): number {
+    return this._created;
+  }
+
+  /** How many of the run's cells it found in the notebook already and adopted. */
+  get adopted(): number {
+    return this._ownCells.size - this._created;
   }
 
   private _createCell(event: ICellEvent): void {
@@ -310,6 +199,7 @@ export class RunMaterializer {
         existing.setOutputs([]);
         existing.execution_count = null;
       }
+      this._displayIds.delete(event.cell_id);
       return;
     }
 
@@ -326,25 +216,27 @@ export class RunMaterializer {
         run_id: this.runId
       }
     };
-    const cell =
+    // Any type but code becomes markdown, as `NotebookBuilder` makes it.
+    const cell: nbformat.ICodeCell | nbformat.IMarkdownCell =
       event.cell_type === 'code'
-        ? ({
+        ? {
             id: event.cell_id,
             cell_type: 'code',
             source: event.source,
             metadata,
             outputs: [],
             execution_count: null
-          } as nbformat.ICodeCell)
-        : ({
+          }
+        : {
             id: event.cell_id,
-            cell_type: event.cell_type,
+            cell_type: 'markdown',
             source: event.source,
             metadata
-          } as nbformat.IMarkdownCell | nbformat.IRawCell);
+          };
     this.target.insertCell(this._insertionIndex(), cell);
     this._ownCells.add(event.cell_id);
     this._lastCellId = event.cell_id;
+    this._created += 1;
   }
 
   /**
@@ -363,17 +255,102 @@ export class RunMaterializer {
     return this.target.cells.length;
   }
 
+  /** The run's code cell with id `cellId`, if it is still in the notebook. */
+  private _codeCell(cellId: string): ITargetCodeCell | undefined {
+    const cell = this.findCell(cellId);
+    return cell !== undefined && isCodeCell(cell) ? cell : undefined;
+  }
+
+  /**
+   * The display ids of `cell`'s outputs, index by index (null for an output without
+   * one). Outputs the user cleared in the notebook are forgotten here too.
+   */
+  private _displayIdsOf(cell: ITargetCodeCell): (string | null)[] {
+    const count = cell.getOutputs().length;
+    let ids = this._displayIds.get(cell.id);
+    if (ids === undefined) {
+      ids = [];
+      this._displayIds.set(cell.id, ids);
+    }
+    ids.length = Math.min(ids.length, count);
+    while (ids.length < count) {
+      ids.push(null);
+    }
+    return ids;
+  }
+
   private _appendOutput(event: IOutputEvent): void {
-    const cell = this.findCell(event.cell_id);
-    if (cell === undefined || !isCodeCell(cell)) {
+    const cell = this._codeCell(event.cell_id);
+    if (cell === undefined) {
       return;
     }
-    const outputs = cell.getOutputs();
-    const placement = placeOutput(outputs, event.output);
-    if (placement.kind === 'stream-text') {
-      cell.appendStreamOutput(placement.index, placement.text);
+    if (this._clearPending.delete(cell.id)) {
+      // Its own transaction: an append in the same one could be mirrored first.
+      transact(this.target, () => this._clear(cell));
+    }
+    transact(this.target, () => {
+      const ids = this._displayIdsOf(cell);
+      const outputs = cell.getOutputs();
+      const placement = placeOutput(outputs, event.output);
+      if (placement.kind === 'stream-text') {
+        cell.appendStreamOutput(placement.index, placement.text);
+      } else {
+        cell.updateOutputs(outputs.length, outputs.length, [placement.output]);
+        ids.push(event.display_id ?? null);
+      }
+    });
+  }
+
+  private _clearOutput(event: IClearOutputEvent): void {
+    const cell = this._codeCell(event.cell_id);
+    if (cell === undefined) {
+      return;
+    }
+    if (event.wait) {
+      this._clearPending.add(cell.id);
     } else {
-      cell.updateOutputs(outputs.length, outputs.length, [placement.output]);
+      this._clearPending.delete(cell.id);
+      transact(this.target, () => this._clear(cell));
+    }
+  }
+
+  private _clear(cell: ITargetCodeCell): void {
+    cell.updateOutputs(0, cell.getOutputs().length, []);
+    this._displayIds.set(cell.id, []);
+  }
+
+  /**
+   * `update_display_data`: every output of the run shown under the event's display id,
+   * in whatever cell, becomes the event's output. Nothing is appended, and a pending
+   * `clear_output(wait=True)` waits on.
+   */
+  private _updateDisplay(event: IOutputEvent): void {
+    const displayId = event.display_id;
+    if (!displayId) {
+      return;
+    }
+    const replacement = normalizeOutput(event.output);
+    for (const cellId of this._displayIds.keys()) {
+      const cell = this._codeCell(cellId);
+      if (cell === undefined) {
+        continue;
+      }
+      const ids = this._displayIdsOf(cell);
+      const first = ids.indexOf(displayId);
+      if (first < 0) {
+        continue;
+      }
+      const outputs = cell.getOutputs();
+      const tail = outputs
+        .slice(first)
+        .map((output, offset) =>
+          ids[first + offset] === displayId ? replacement : output
+        );
+      // Removed, then appended again: see `ITargetCodeCell`.
+      transact(this.target, () =>
+        cell.updateOutputs(first, outputs.length, [])
+      );
+      transact(this.target, () => cell.updateOutputs(first, first, tail));
     }
   }
 
@@ -394,7 +371,31 @@ export class RunMaterializer {
 
   private readonly _applied = new Set<number>();
   private readonly _ownCells = new Set<string>();
+  /** Per cell id, the display id of each output (see `_displayIdsOf`). */
+  private readonly _displayIds = new Map<string, (string | null)[]>();
+  /** Cells whose outputs a `clear_output(wait=True)` clears at their next output. */
+  private readonly _clearPending = new Set<string>();
+  private _created = 0;
   private readonly _conflicts = new Set<string>();
   private readonly _anchorCellId: string | null;
   private _lastCellId: string | null = null;
+}
+
+/**
+ * The cells `bundle` (the `%analyze` magic's output) materializes into, computed on an
+ * empty in-memory notebook: what the MIME renderer previews and "Insert as cells" adds.
+ */
+export function previewCells(bundle: IRunBundle): ITargetCell[] {
+  const notebook = new YNotebook();
+  notebook.fromJSON({
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: {},
+    cells: []
+  });
+  new RunMaterializer(notebook, {
+    runId: bundle.run_id,
+    anchorCellId: null
+  }).applyAll(bundle.events);
+  return [...notebook.cells];
 }

@@ -5,23 +5,22 @@
  * the question box `Ask DeepAnalyze`, the `Send` and `Stop` buttons, the model picker,
  * the approval toggle, the dataframe list with its `Analyze` actions, the streaming
  * steps of the current run with Run/Skip for cells awaiting approval, and errors as
- * plain lines. State lives in `AssistantModel`; this file only renders it and forwards
- * clicks.
+ * plain lines. State lives in `AssistantModel`, words in `labels.ts`; this file only
+ * renders them and forwards clicks.
  */
 
 import type { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import type { CommandRegistry } from '@lumino/commands';
-import type { TranslationBundle } from '@jupyterlab/translation';
 import { VDomRenderer } from '@jupyterlab/ui-components';
 import React, { useState } from 'react';
 
 import type { IVariableInfo } from './api';
 import type { AssistantModel } from './assistant';
 import { CommandIds } from './commands';
-import type { ExecutionStatus, RunStatus } from './events';
+import type { Labels } from './labels';
 import { Code, type IMarkdownServices, Markdown } from './markdown';
 import type { RunSession } from './session';
-import type { ITranscriptEntry, StepKind } from './transcript';
+import type { ITranscriptEntry } from './transcript';
 
 /** The sidebar widget's DOM id (stable, for layout restoration and tests). */
 export const PANEL_ID = 'jp-deepanalyze-panel';
@@ -41,27 +40,6 @@ function formatShape(shape: number[] | null): string {
   return shape ? shape.join(' × ') : '';
 }
 
-/** How a run's status reads, in the sidebar and in the magic's output. */
-export function runStatusText(
-  status: RunStatus,
-  trans: TranslationBundle
-): string {
-  switch (status) {
-    case 'running':
-      return trans.__('Running');
-    case 'waiting_approval':
-      return trans.__('Waiting for your approval');
-    case 'completed':
-      return trans.__('Completed');
-    case 'cancelled':
-      return trans.__('Stopped');
-    case 'failed':
-      return trans.__('Failed');
-    case 'max_rounds':
-      return trans.__('Stopped after the maximum number of rounds');
-  }
-}
-
 /** What the sidebar renders the model's prose and code with. */
 export interface IStepDisplay {
   markdown: IMarkdownServices;
@@ -73,15 +51,15 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
   constructor(
     model: AssistantModel,
     private readonly commands: CommandRegistry,
-    private readonly trans: TranslationBundle,
+    private readonly labels: Labels,
     private readonly display: IStepDisplay
   ) {
     super(model);
     this.id = PANEL_ID;
     this.addClass('jp-DeepAnalyze');
-    this.title.caption = trans.__('DeepAnalyze');
+    this.title.caption = labels.deepAnalyze;
     this.node.setAttribute('role', 'region');
-    this.node.setAttribute('aria-label', trans.__('DeepAnalyze'));
+    this.node.setAttribute('aria-label', labels.deepAnalyze);
   }
 
   dispose(): void {
@@ -91,30 +69,28 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
 
   protected render(): React.ReactElement {
     const model = this.model;
-    const session = model.session;
+    const session = model.runs.session;
     this._tickWhile(model.busy);
     return (
       <div className="jp-DeepAnalyze-body">
         <div className="jp-DeepAnalyze-header">
-          <h2 className="jp-DeepAnalyze-title">
-            {this.trans.__('DeepAnalyze')}
-          </h2>
+          <h2 className="jp-DeepAnalyze-title">{this.labels.deepAnalyze}</h2>
           {this._renderOptions()}
         </div>
         {this._renderVariables()}
         <div className="jp-DeepAnalyze-run" role="log" aria-live="polite">
           {session ? this._renderSession(session) : this._renderIntro()}
         </div>
-        {model.error && (
+        {model.runs.error && (
           <div className="jp-DeepAnalyze-error" role="alert">
-            {model.error}
+            {model.runs.error}
           </div>
         )}
         <QuestionBox
-          trans={this.trans}
+          labels={this.labels}
           busy={model.busy}
           onSend={question => model.send(question)}
-          onStop={() => void model.stop()}
+          onStop={() => void model.runs.stop()}
         />
       </div>
     );
@@ -132,14 +108,14 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
 
   private _renderOptions(): React.ReactElement {
     const model = this.model;
-    const trans = this.trans;
+    const labels = this.labels;
     return (
       <div className="jp-DeepAnalyze-options">
         <label className="jp-DeepAnalyze-option">
-          <span>{trans.__('Model')}</span>
+          <span>{labels.model}</span>
           <select
             className="jp-mod-styled"
-            aria-label={trans.__('Model')}
+            aria-label={labels.model}
             value={model.selectedModel}
             disabled={model.busy || model.models.length === 0}
             onChange={event => (model.selectedModel = event.target.value)}
@@ -152,7 +128,7 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
               >
                 {info.available
                   ? info.name
-                  : trans.__('%1 (unavailable)', info.name)}
+                  : labels.unavailableModel(info.name)}
               </option>
             ))}
           </select>
@@ -165,58 +141,45 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         <label className="jp-DeepAnalyze-option">
           <input
             type="checkbox"
-            aria-label={trans.__('Ask before running code')}
+            aria-label={labels.askBeforeRunning}
             checked={model.approval === 'manual'}
             disabled={model.busy}
             onChange={event =>
               (model.approval = event.target.checked ? 'manual' : 'auto')
             }
           />
-          <span>{trans.__('Ask before running code')}</span>
+          <span>{labels.askBeforeRunning}</span>
         </label>
       </div>
     );
   }
 
   private _renderVariables(): React.ReactElement {
-    const model = this.model;
-    const trans = this.trans;
+    const variables = this.model.variables;
+    const labels = this.labels;
     let body: React.ReactNode;
-    if (model.variablesError) {
-      body = <div className="jp-DeepAnalyze-error">{model.variablesError}</div>;
-    } else if (model.variablesKernelId === null) {
-      body = (
-        <div className="jp-DeepAnalyze-hint">
-          {trans.__(
-            'Open a notebook with a running kernel to see its dataframes.'
-          )}
-        </div>
-      );
-    } else if (model.variables.length === 0) {
-      body = (
-        <div className="jp-DeepAnalyze-hint">
-          {trans.__('No dataframes in this kernel yet.')}
-        </div>
-      );
+    if (variables.error) {
+      body = <div className="jp-DeepAnalyze-error">{variables.error}</div>;
+    } else if (variables.kernelId === null) {
+      body = <div className="jp-DeepAnalyze-hint">{labels.noKernel}</div>;
+    } else if (variables.items.length === 0) {
+      body = <div className="jp-DeepAnalyze-hint">{labels.noDataframes}</div>;
     } else {
       body = (
-        <ul
-          className="jp-DeepAnalyze-variables"
-          aria-label={trans.__('Dataframes')}
-        >
-          {model.variables.map(variable => this._renderVariable(variable))}
+        <ul className="jp-DeepAnalyze-variables" aria-label={labels.dataframes}>
+          {variables.items.map(variable => this._renderVariable(variable))}
         </ul>
       );
     }
     return (
       <section className="jp-DeepAnalyze-section">
         <div className="jp-DeepAnalyze-sectionHeader">
-          <h3>{trans.__('Dataframes')}</h3>
+          <h3>{labels.dataframes}</h3>
           <button
             className="jp-DeepAnalyze-linkButton"
-            aria-label={trans.__('Refresh dataframes')}
-            title={trans.__('Refresh dataframes')}
-            onClick={() => void model.refreshVariables()}
+            aria-label={labels.refreshDataframes}
+            title={labels.refreshDataframes}
+            onClick={() => void variables.refresh()}
           >
             ↻
           </button>
@@ -227,7 +190,7 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
   }
 
   private _renderVariable(variable: IVariableInfo): React.ReactElement {
-    const trans = this.trans;
+    const labels = this.labels;
     const columns = variable.columns
       .map(c => `${c.name}: ${c.dtype}`)
       .join(', ');
@@ -243,7 +206,7 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         </span>
         <button
           className="jp-mod-styled jp-DeepAnalyze-analyze"
-          aria-label={trans.__('Analyze %1', variable.name)}
+          aria-label={labels.analyzeName(variable.name)}
           disabled={this.model.busy}
           onClick={() =>
             void this.commands.execute(CommandIds.analyzeDataframe, {
@@ -251,60 +214,18 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
             })
           }
         >
-          {trans.__('Analyze')}
+          {labels.analyze}
         </button>
       </li>
     );
   }
 
   private _renderIntro(): React.ReactElement {
-    return (
-      <div className="jp-DeepAnalyze-hint">
-        {this.trans.__(
-          'Ask a question about your data. DeepAnalyze plans, writes and runs code cells in the active notebook, then writes a report.'
-        )}
-      </div>
-    );
-  }
-
-  private _kindText(kind: StepKind): string {
-    const trans = this.trans;
-    switch (kind) {
-      case 'Analyze':
-        return trans.__('Analyze');
-      case 'Understand':
-        return trans.__('Understand');
-      case 'Code':
-        return trans.__('Code');
-      case 'Answer':
-        return trans.__('Answer');
-      case 'Note':
-        return trans.__('Note');
-      case 'Status':
-        return trans.__('Status');
-    }
-  }
-
-  private _executionText(status: ExecutionStatus): string {
-    const trans = this.trans;
-    switch (status) {
-      case 'ok':
-        return trans.__('ran');
-      case 'error':
-        return trans.__('error');
-      case 'timeout':
-        return trans.__('timed out');
-      case 'interrupted':
-        return trans.__('interrupted');
-      case 'skipped':
-        return trans.__('skipped');
-      case 'dead':
-        return trans.__('the kernel died');
-    }
+    return <div className="jp-DeepAnalyze-hint">{this.labels.intro}</div>;
   }
 
   private _renderSession(session: RunSession): React.ReactElement {
-    const trans = this.trans;
+    const labels = this.labels;
     const transcript = session.transcript;
     const end = session.finishedAt ?? Date.now();
     // A failed run's status step says what its alert says: the alert shows it once.
@@ -316,11 +237,11 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         )}
         <div className="jp-DeepAnalyze-status" data-status={transcript.status}>
           <span className="jp-DeepAnalyze-statusText">
-            {runStatusText(transcript.status, this.trans)}
+            {labels.runStatus(transcript.status)}
           </span>
           <span
             className="jp-DeepAnalyze-elapsed"
-            aria-label={trans.__('Elapsed time')}
+            aria-label={labels.elapsedTime}
           >
             {formatElapsed(end - session.startedAt)}
           </span>
@@ -330,10 +251,7 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         </div>
         {!session.attached && !session.finished && (
           <div className="jp-DeepAnalyze-hint">
-            {trans.__(
-              'The notebook %1 is not open: its cells will be added when it is opened.',
-              session.notebookPath
-            )}
+            {labels.notebookNotOpen(session.notebookPath)}
           </div>
         )}
         <ol className="jp-DeepAnalyze-steps">
@@ -343,13 +261,12 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         </ol>
         {failed && (
           <div className="jp-DeepAnalyze-error" role="alert">
-            {trans.__('Error: %1', transcript.error)}
+            {labels.error(transcript.error ?? '')}
           </div>
         )}
         {session.streamError && (
           <div className="jp-DeepAnalyze-error" role="alert">
-            {trans.__(
-              "Lost the connection to the run's events (%1). Reload the page to reconnect.",
+            {labels.streamLost(
               [session.streamError.code, session.streamError.reason]
                 .filter(Boolean)
                 .join(': ')
@@ -385,7 +302,8 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
   }
 
   private _renderEntry(entry: ITranscriptEntry): React.ReactElement {
-    const trans = this.trans;
+    const labels = this.labels;
+    const runs = this.model.runs;
     const execution = entry.execution;
     const cellId = entry.cellId;
     return (
@@ -396,7 +314,7 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         data-streaming={entry.streaming ? 'true' : undefined}
       >
         <div className="jp-DeepAnalyze-stepLabel">
-          {this._kindText(entry.kind)}
+          {labels.stepKind(entry.kind)}
         </div>
         {this._renderText(entry)}
         {execution && (
@@ -406,10 +324,10 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
           >
             {execution.executionCount !== null &&
               `[${execution.executionCount}] `}
-            {this._executionText(execution.status)}
+            {labels.execution(execution.status)}
             {execution.feedback && (
               <details>
-                <summary>{trans.__('Output')}</summary>
+                <summary>{labels.output}</summary>
                 <pre>{execution.feedback}</pre>
               </details>
             )}
@@ -417,31 +335,27 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         )}
         {entry.approvalCode !== null && cellId !== undefined && (
           <div className="jp-DeepAnalyze-approval">
-            <div className="jp-DeepAnalyze-hint">
-              {trans.__(
-                'This cell has not run. Edit it in the notebook if you like, then Run or Skip it.'
-              )}
-            </div>
+            <div className="jp-DeepAnalyze-hint">{labels.notRunYet}</div>
             <button
               className="jp-mod-styled jp-mod-accept"
-              aria-label={trans.__('Run')}
-              onClick={() => void this.model.decide(cellId, 'run')}
+              aria-label={labels.run}
+              onClick={() => void runs.decide(cellId, 'run')}
             >
-              {trans.__('Run')}
+              {labels.run}
             </button>
             <button
               className="jp-mod-styled"
-              aria-label={trans.__('Skip')}
-              onClick={() => void this.model.decide(cellId, 'skip')}
+              aria-label={labels.skip}
+              onClick={() => void runs.decide(cellId, 'skip')}
             >
-              {trans.__('Skip')}
+              {labels.skip}
             </button>
             <button
               className="jp-DeepAnalyze-linkButton"
-              aria-label={trans.__('Show cell')}
-              onClick={() => void this.model.revealCell(cellId)}
+              aria-label={labels.showCell}
+              onClick={() => void runs.revealCell(cellId)}
             >
-              {trans.__('Show cell')}
+              {labels.showCell}
             </button>
           </div>
         )}
@@ -453,7 +367,7 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
 }
 
 interface IQuestionBoxProps {
-  trans: TranslationBundle;
+  labels: Labels;
   busy: boolean;
   /** Resolves with the run id, or null when the run did not start. */
   onSend(question: string): Promise<string | null>;
@@ -462,7 +376,7 @@ interface IQuestionBoxProps {
 
 /** The question box keeps its own draft so that re-renders never lose typing. */
 function QuestionBox(props: IQuestionBoxProps): React.ReactElement {
-  const { trans, busy } = props;
+  const { labels, busy } = props;
   const [draft, setDraft] = useState('');
   const send = async () => {
     if (busy || !draft.trim()) {
@@ -477,8 +391,8 @@ function QuestionBox(props: IQuestionBoxProps): React.ReactElement {
     <div className="jp-DeepAnalyze-ask">
       <textarea
         className="jp-DeepAnalyze-question-input"
-        aria-label={trans.__('Ask DeepAnalyze')}
-        placeholder={trans.__('Ask a question about your data…')}
+        aria-label={labels.askDeepAnalyze}
+        placeholder={labels.askPlaceholder}
         rows={3}
         value={draft}
         onChange={event => setDraft(event.target.value)}
@@ -493,19 +407,19 @@ function QuestionBox(props: IQuestionBoxProps): React.ReactElement {
       <div className="jp-DeepAnalyze-askButtons">
         <button
           className="jp-mod-styled jp-mod-accept"
-          aria-label={trans.__('Send')}
+          aria-label={labels.send}
           disabled={busy || !draft.trim()}
           onClick={() => void send()}
         >
-          {trans.__('Send')}
+          {labels.send}
         </button>
         <button
           className="jp-mod-styled jp-mod-warn"
-          aria-label={trans.__('Stop')}
+          aria-label={labels.stop}
           disabled={!busy}
           onClick={props.onStop}
         >
-          {trans.__('Stop')}
+          {labels.stop}
         </button>
       </div>
     </div>

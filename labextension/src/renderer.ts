@@ -13,51 +13,28 @@
  * as data URLs, so the renderer is safe on untrusted notebooks.
  */
 
-import { YNotebook } from '@jupyter/ydoc';
 import type { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import type * as nbformat from '@jupyterlab/nbformat';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
-import type { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
-import { notebookTarget } from './assistant';
-import {
-  type CellRole,
-  type IRunBundle,
-  parseRunBundle,
-  RUN_MIME_TYPE
-} from './events';
-import {
-  cellProvenance,
-  type ITargetCell,
-  type ITargetCodeCell,
-  RunMaterializer
-} from './materializer';
+import { type IRunBundle, parseRunBundle, RUN_MIME_TYPE } from './events';
+import type { Labels } from './labels';
+import { previewCells, RunMaterializer } from './materializer';
 import {
   highlightCodeInto,
   type IMarkdownServices,
   MARKDOWN_CLASSES,
   renderMarkdownInto
 } from './markdown';
-import { runStatusText } from './panel';
+import { notebookTarget } from './notebooks';
+import {
+  cellProvenance,
+  type ITargetCell,
+  type ITargetCodeCell
+} from './runCells';
 import { RunTranscript } from './transcript';
-
-/** The cells `bundle` materializes into, computed on an empty in-memory notebook. */
-export function previewCells(bundle: IRunBundle): ITargetCell[] {
-  const notebook = new YNotebook();
-  notebook.fromJSON({
-    nbformat: 4,
-    nbformat_minor: 5,
-    metadata: {},
-    cells: []
-  });
-  new RunMaterializer(notebook, {
-    runId: bundle.run_id,
-    anchorCellId: null
-  }).applyAll(bundle.events);
-  return [...notebook.cells];
-}
 
 function element<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -119,7 +96,7 @@ function renderOutput(output: nbformat.IOutput): HTMLElement {
 
 export interface IRunRendererContext {
   tracker: INotebookTracker;
-  trans: TranslationBundle;
+  labels: Labels;
   /** The editor's languages, to highlight code; null shows it plain. */
   languages: IEditorLanguageRegistry | null;
 }
@@ -135,7 +112,7 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
   }
 
   async renderModel(model: IRenderMime.IMimeModel): Promise<void> {
-    const trans = this.context.trans;
+    const labels = this.context.labels;
     this.node.textContent = '';
     let bundle: IRunBundle;
     try {
@@ -145,10 +122,7 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
         element(
           'div',
           'jp-DeepAnalyze-error',
-          trans.__(
-            'Cannot show this DeepAnalyze output: %1',
-            (error as Error).message
-          )
+          labels.cannotShowOutput((error as Error).message)
         )
       );
       return;
@@ -162,7 +136,7 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
       element(
         'div',
         'jp-DeepAnalyzeRun-question',
-        transcript.question || trans.__('DeepAnalyze run')
+        transcript.question || labels.runOutputTitle
       )
     );
     header.appendChild(
@@ -170,18 +144,18 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
         'span',
         'jp-DeepAnalyzeRun-status',
         transcript.finished
-          ? runStatusText(transcript.status, trans)
-          : trans.__('In progress')
+          ? labels.runStatus(transcript.status)
+          : labels.inProgress
       )
     );
     const insert = element('button', 'jp-mod-styled jp-DeepAnalyzeRun-insert');
-    insert.textContent = trans.__('Insert as cells');
-    insert.setAttribute('aria-label', trans.__('Insert as cells'));
+    insert.textContent = labels.insertAsCells;
+    insert.setAttribute('aria-label', labels.insertAsCells);
     insert.disabled = cells.length === 0;
     const notice = element('span', 'jp-DeepAnalyzeRun-notice');
     notice.setAttribute('role', 'status');
     insert.addEventListener('click', () => {
-      notice.textContent = this._insert(bundle, cells.length);
+      notice.textContent = this._insert(bundle);
     });
     header.append(insert, notice);
     this.node.appendChild(header);
@@ -190,7 +164,7 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
       const error = element(
         'div',
         'jp-DeepAnalyze-error',
-        trans.__('Error: %1', transcript.error)
+        labels.error(transcript.error)
       );
       error.setAttribute('role', 'alert');
       this.node.appendChild(error);
@@ -205,26 +179,6 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
     await Promise.all(rendering);
   }
 
-  private _roleText(role: CellRole | undefined): string {
-    const trans = this.context.trans;
-    switch (role) {
-      case 'title':
-        return trans.__('Question');
-      case 'analyze':
-        return trans.__('Analyze');
-      case 'understand':
-        return trans.__('Understand');
-      case 'code':
-        return trans.__('Code');
-      case 'report':
-        return trans.__('Report');
-      case 'status':
-        return trans.__('Status');
-      default:
-        return trans.__('Note');
-    }
-  }
-
   /** The cell's item; pushes onto `rendering` what is still drawing into it. */
   private _renderCell(
     cell: ITargetCell,
@@ -234,7 +188,11 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
     const role = cellProvenance(cell)?.role;
     item.dataset.role = role ?? cell.cell_type;
     item.appendChild(
-      element('div', 'jp-DeepAnalyzeRun-role', this._roleText(role))
+      element(
+        'div',
+        'jp-DeepAnalyzeRun-role',
+        this.context.labels.cellRole(role)
+      )
     );
     if (cell.cell_type === 'code') {
       const code = cell as ITargetCodeCell;
@@ -262,27 +220,27 @@ export class RunOutputRenderer extends Widget implements IRenderMime.IRenderer {
   }
 
   /** Materializes the run below this output's cell; returns what to tell the user. */
-  private _insert(bundle: IRunBundle, count: number): string {
-    const { tracker, trans } = this.context;
+  private _insert(bundle: IRunBundle): string {
+    const { tracker, labels } = this.context;
     const panel: NotebookPanel | null =
       tracker.find(p => p.node.contains(this.node)) ?? tracker.currentWidget;
     if (!panel) {
-      return trans.__('Open a notebook to insert the cells into.');
+      return labels.openNotebookToInsert;
     }
     // Below the cell that holds this output; outside a notebook (an output view),
     // below the active cell of the current notebook.
     const cell =
       panel.content.widgets.find(c => c.node.contains(this.node)) ??
       panel.content.activeCell;
-    new RunMaterializer(notebookTarget(panel), {
+    const materializer = new RunMaterializer(notebookTarget(panel), {
       runId: bundle.run_id,
       anchorCellId: cell?.model.id ?? null
-    }).applyAll(bundle.events);
-    return trans._n(
-      '%1 cell in the notebook',
-      '%1 cells in the notebook',
-      count
-    );
+    });
+    materializer.applyAll(bundle.events);
+    // Pressed again, the cells are adopted (rebuilt from the events), not doubled.
+    return materializer.created === 0 && materializer.adopted > 0
+      ? labels.cellsAlreadyThere(materializer.adopted)
+      : labels.cellsInserted(materializer.created);
   }
 }
 

@@ -15,7 +15,8 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { DeepAnalyzeClient, type IStreamClose, RunEventStream } from './api';
 import type { RunEvent } from './events';
-import { type INotebookTarget, RunMaterializer } from './materializer';
+import { RunMaterializer } from './materializer';
+import type { INotebookTarget } from './runCells';
 import { type IPendingApproval, RunTranscript } from './transcript';
 
 /** What a reloaded page needs to resume a run. */

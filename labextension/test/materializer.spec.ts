@@ -1,80 +1,23 @@
 /**
  * The materializer against a real shared notebook model (`YNotebook`, the model a
- * JupyterLab notebook panel edits), fed event streams shaped like the server's.
+ * JupyterLab notebook panel edits), fed event streams shaped like the server's: which
+ * cells a run creates, where, and what replays, approvals and the user's own cells do.
  */
 
-import { YNotebook, type ISharedCodeCell } from '@jupyter/ydoc';
-import type * as nbformat from '@jupyterlab/nbformat';
+import type { ISharedCodeCell } from '@jupyter/ydoc';
 import { describe, expect, it } from 'vitest';
 
-import {
-  anchorBelow,
-  lastRunIn,
-  placeOutput,
-  removeRunCells,
-  runIdsIn,
-  RunMaterializer
-} from '../src/materializer';
+import { RunMaterializer } from '../src/materializer';
 import { RunTranscript } from '../src/transcript';
+import {
+  cell,
+  cellsJSON,
+  OTHER_RUN,
+  reload,
+  RUN,
+  userNotebook
+} from './notebooks';
 import { completedRun, RunEvents } from './runEvents';
-
-const RUN = '0123456789abcdef0123456789abcdef';
-const OTHER_RUN = 'fedcba9876543210fedcba9876543210';
-
-/** A notebook the user wrote: a markdown cell and a code cell with an output. */
-function userNotebook(): YNotebook {
-  return openNotebook({
-    nbformat: 4,
-    nbformat_minor: 5,
-    metadata: { kernelspec: { name: 'python3', display_name: 'Python 3' } },
-    cells: [
-      {
-        id: 'user-intro',
-        cell_type: 'markdown',
-        source: '# My analysis',
-        metadata: {}
-      },
-      {
-        id: 'user-load',
-        cell_type: 'code',
-        source: 'df = make_df()',
-        metadata: { tags: ['setup'] },
-        outputs: [{ output_type: 'stream', name: 'stdout', text: 'loaded\n' }],
-        execution_count: 7
-      },
-      {
-        id: 'user-end',
-        cell_type: 'markdown',
-        source: 'The end.',
-        metadata: {}
-      }
-    ]
-  });
-}
-
-/** A shared notebook model holding `content`, as JupyterLab makes when opening a file. */
-function openNotebook(content: nbformat.INotebookContent): YNotebook {
-  const notebook = new YNotebook();
-  notebook.fromJSON(JSON.parse(JSON.stringify(content)));
-  return notebook;
-}
-
-/** What a page reload gives: the notebook read back from its saved `.ipynb` JSON. */
-function reload(notebook: YNotebook): YNotebook {
-  return openNotebook(notebook.toJSON());
-}
-
-function cellsJSON(notebook: YNotebook): nbformat.ICell[] {
-  return notebook.toJSON().cells as nbformat.ICell[];
-}
-
-function cell(notebook: YNotebook, id: string): nbformat.ICell {
-  const found = cellsJSON(notebook).find(c => c.id === id);
-  if (found === undefined) {
-    throw new Error(`no cell ${id}`);
-  }
-  return found;
-}
 
 describe('RunMaterializer', () => {
   it('creates the cells of a run below the anchor cell, in order, with provenance', () => {
@@ -135,6 +78,46 @@ describe('RunMaterializer', () => {
     );
 
     expect(cellsJSON(notebook)).toEqual(cellsJSON(userNotebook()));
+  });
+
+  it('makes a markdown cell of a cell event of any type but code, as NotebookBuilder does', () => {
+    const notebook = userNotebook();
+    const run = new RunEvents(RUN).started();
+    run.push({
+      type: 'cell',
+      cell_id: run.cellId(0),
+      // Not a type the agent writes; a newer server might.
+      cell_type: 'raw' as 'markdown',
+      source: 'plain text',
+      metadata: { deepanalyze: { run_id: RUN, step: 0, role: 'note' } }
+    });
+
+    new RunMaterializer(notebook, { runId: RUN, anchorCellId: null }).applyAll(
+      run.events
+    );
+
+    expect(cell(notebook, run.cellId(0))).toMatchObject({
+      cell_type: 'markdown',
+      source: 'plain text'
+    });
+  });
+
+  it('counts the cells it created and those it found already there', () => {
+    const notebook = userNotebook();
+    const run = completedRun(RUN);
+    const first = new RunMaterializer(notebook, {
+      runId: RUN,
+      anchorCellId: null
+    });
+    first.applyAll(run.events);
+    expect([first.created, first.adopted]).toEqual([5, 0]);
+
+    const again = new RunMaterializer(notebook, {
+      runId: RUN,
+      anchorCellId: null
+    });
+    again.applyAll(run.events);
+    expect([again.created, again.adopted]).toEqual([0, 5]);
   });
 
   it('puts the run at the end of the notebook without an anchor, or when the anchor is gone', () => {
@@ -299,82 +282,6 @@ describe('RunMaterializer', () => {
     });
   });
 
-  describe('outputs', () => {
-    it('merges consecutive stream outputs of the same name', () => {
-      const notebook = userNotebook();
-      const run = new RunEvents(RUN)
-        .started()
-        .code(0, 'for i in range(3): print(i)')
-        .stream(0, '0\n')
-        .stream(0, '1\n')
-        .stream(0, 'warn\n', 'stderr')
-        .stream(0, '2\n')
-        .stream(0, '3\n')
-        .output(0, {
-          output_type: 'display_data',
-          data: { 'text/plain': '<Figure>' },
-          metadata: {}
-        })
-        .stream(0, '4\n');
-      run.push({
-        type: 'output',
-        cell_id: run.cellId(0),
-        // nbformat allows multiline strings as lists of lines.
-        output: { output_type: 'stream', name: 'stdout', text: ['5\n', '6\n'] }
-      });
-
-      new RunMaterializer(notebook, {
-        runId: RUN,
-        anchorCellId: null
-      }).applyAll(run.events);
-
-      expect(
-        (cell(notebook, run.cellId(0)) as nbformat.ICodeCell).outputs
-      ).toEqual([
-        { output_type: 'stream', name: 'stdout', text: '0\n1\n' },
-        { output_type: 'stream', name: 'stderr', text: 'warn\n' },
-        { output_type: 'stream', name: 'stdout', text: '2\n3\n' },
-        {
-          output_type: 'display_data',
-          data: { 'text/plain': '<Figure>' },
-          metadata: {}
-        },
-        { output_type: 'stream', name: 'stdout', text: '4\n5\n6\n' }
-      ]);
-    });
-
-    it('placeOutput appends what does not merge and merges what does', () => {
-      const out: nbformat.IOutput[] = [
-        { output_type: 'stream', name: 'stdout', text: ['a\n', 'b'] }
-      ];
-      expect(
-        placeOutput(out, {
-          output_type: 'stream',
-          name: 'stdout',
-          text: ['c', '\n']
-        })
-      ).toEqual({ kind: 'stream-text', index: 0, text: 'c\n' });
-      expect(
-        placeOutput(out, {
-          output_type: 'stream',
-          name: 'stderr',
-          text: ['c\n']
-        })
-      ).toEqual({
-        kind: 'append',
-        output: { output_type: 'stream', name: 'stderr', text: 'c\n' }
-      });
-      expect(
-        placeOutput([], {
-          output_type: 'error',
-          ename: 'E',
-          evalue: 'v',
-          traceback: []
-        })
-      ).toMatchObject({ kind: 'append' });
-    });
-  });
-
   describe('approval', () => {
     it('leaves the code cell un-run and pending until the user decides', () => {
       const notebook = userNotebook();
@@ -465,104 +372,5 @@ describe('RunMaterializer', () => {
           .execution_count
       ).toBeNull();
     });
-  });
-});
-
-describe('anchorBelow', () => {
-  it('is the active cell when no run follows it', () => {
-    const notebook = userNotebook();
-    expect(anchorBelow(notebook, 'user-load')).toBe('user-load');
-    expect(anchorBelow(notebook, null)).toBeNull();
-    expect(anchorBelow(notebook, 'a-cell-deleted-meanwhile')).toBe(
-      'a-cell-deleted-meanwhile'
-    );
-  });
-
-  it('skips the runs right below the active cell, so a follow-up reads after them', () => {
-    const notebook = userNotebook();
-    const first = completedRun(RUN);
-    new RunMaterializer(notebook, {
-      runId: RUN,
-      anchorCellId: 'user-load'
-    }).applyAll(first.events);
-    const second = completedRun(OTHER_RUN);
-    const anchor = anchorBelow(notebook, 'user-load');
-    expect(anchor).toBe(first.cellId(4));
-    new RunMaterializer(notebook, {
-      runId: OTHER_RUN,
-      anchorCellId: anchor
-    }).applyAll(second.events);
-
-    expect(runIdsIn(notebook)).toEqual([RUN, OTHER_RUN]);
-    expect(cellsJSON(notebook).map(c => c.id)).toEqual([
-      'user-intro',
-      'user-load',
-      ...[0, 1, 2, 3, 4].map(step => first.cellId(step)),
-      ...[0, 1, 2, 3, 4].map(step => second.cellId(step)),
-      'user-end'
-    ]);
-    // From inside a run, a new run goes after the whole of it, never into it.
-    expect(anchorBelow(notebook, first.cellId(1))).toBe(second.cellId(4));
-  });
-});
-
-describe('removeRunCells', () => {
-  it('removes exactly the cells of the named run and nothing the user wrote', () => {
-    const notebook = userNotebook();
-    const first = completedRun(RUN);
-    const second = completedRun(OTHER_RUN);
-    new RunMaterializer(notebook, {
-      runId: RUN,
-      anchorCellId: 'user-intro'
-    }).applyAll(first.events);
-    new RunMaterializer(notebook, {
-      runId: OTHER_RUN,
-      anchorCellId: 'user-load'
-    }).applyAll(second.events);
-    // The user also writes a cell between the run's cells.
-    notebook.insertCell(3, {
-      id: 'user-middle',
-      cell_type: 'markdown',
-      source: 'mine'
-    });
-    expect(runIdsIn(notebook)).toEqual([RUN, OTHER_RUN]);
-
-    const removed = removeRunCells(notebook, RUN);
-
-    expect(removed).toBe(5);
-    expect(cellsJSON(notebook).map(c => c.id)).toEqual([
-      'user-intro',
-      'user-middle',
-      'user-load',
-      ...[0, 1, 2, 3, 4].map(step => second.cellId(step)),
-      'user-end'
-    ]);
-    expect(cell(notebook, 'user-load')).toEqual(
-      cell(userNotebook(), 'user-load')
-    );
-    expect(runIdsIn(notebook)).toEqual([OTHER_RUN]);
-  });
-
-  it('finds the last run of a notebook: the one started last here, else the lowest', () => {
-    const notebook = userNotebook();
-    new RunMaterializer(notebook, {
-      runId: RUN,
-      anchorCellId: 'user-end'
-    }).applyAll(completedRun(RUN).events);
-    new RunMaterializer(notebook, {
-      runId: OTHER_RUN,
-      anchorCellId: 'user-intro'
-    }).applyAll(completedRun(OTHER_RUN).events);
-
-    expect(lastRunIn(notebook, OTHER_RUN)).toBe(OTHER_RUN);
-    expect(lastRunIn(notebook, 'a-run-of-another-notebook')).toBe(RUN);
-    expect(lastRunIn(notebook, null)).toBe(RUN);
-    expect(lastRunIn(userNotebook(), RUN)).toBeNull();
-  });
-
-  it('removes nothing for a run that has no cells', () => {
-    const notebook = userNotebook();
-    expect(removeRunCells(notebook, RUN)).toBe(0);
-    expect(cellsJSON(notebook)).toEqual(cellsJSON(userNotebook()));
   });
 });

@@ -13,7 +13,7 @@ import { NotebookModel } from '@jupyterlab/notebook/lib/model';
 import { describe, expect, it } from 'vitest';
 
 import { RunMaterializer } from '../src/materializer';
-import { RunEvents } from './runEvents';
+import { displayData, RunEvents } from './runEvents';
 
 const RUN = '0123456789abcdef0123456789abcdef';
 
@@ -139,5 +139,51 @@ describe('RunMaterializer in a JupyterLab notebook model', () => {
       { output_type: 'stream', name: 'stdout', text: 'rows\n' }
     ]);
     expect(cell.executionCount).toBe(2);
+  });
+
+  it('shows cleared outputs and replaced displays where the events put them', () => {
+    const model = openNotebook();
+    const run = new RunEvents(RUN)
+      .started()
+      .code(0, 'progress')
+      .stream(0, 'working\n')
+      .clearOutput(0, true)
+      .stream(0, 'step 1\n')
+      .display(0, 'bar', '0%')
+      .stream(0, 'step 2\n')
+      .output(0, {
+        output_type: 'display_data',
+        data: { 'text/plain': '<Figure>' },
+        metadata: {}
+      })
+      .stream(0, 'step 3\n')
+      .updateDisplay(0, 'bar', '100%')
+      .stream(0, 'done\n')
+      .executed(0, 4)
+      .code(1, 'clear_output()')
+      .stream(1, 'gone\n')
+      .clearOutput(1)
+      .stream(1, 'fresh\n')
+      .executed(1, 5);
+
+    new RunMaterializer(model.sharedModel, {
+      runId: RUN,
+      anchorCellId: 'user-load'
+    }).applyAll(run.events);
+
+    const expected = [
+      { output_type: 'stream', name: 'stdout', text: 'step 1\n' },
+      displayData('100%'),
+      { output_type: 'stream', name: 'stdout', text: 'step 2\n' },
+      displayData('<Figure>'),
+      { output_type: 'stream', name: 'stdout', text: 'step 3\ndone\n' }
+    ];
+    const progress = codeCell(model, run.cellId(0));
+    expect(progress.sharedModel.getOutputs()).toEqual(expected);
+    expect(progress.outputs.toJSON()).toEqual(expected);
+    const cleared = codeCell(model, run.cellId(1));
+    const fresh = [{ output_type: 'stream', name: 'stdout', text: 'fresh\n' }];
+    expect(cleared.sharedModel.getOutputs()).toEqual(fresh);
+    expect(cleared.outputs.toJSON()).toEqual(fresh);
   });
 });

@@ -1,16 +1,18 @@
 /**
- * Builds event streams for tests the way `jupyter_deepanalyze/events.py` numbers and
- * names them (`EventSequence`, `cell_id_for`, `cell_metadata`), so that the tests feed
- * the materializer what the server sends.
+ * Builds event streams for tests the way `jupyter_deepanalyze/events.py` numbers them
+ * (`EventSequence`) and shapes their cells (`cell_metadata`), with the cell ids of
+ * `cellIdFor` (which the golden test checks against a real Python run), so that the
+ * tests feed the materializer what the server sends.
  */
 
 import type * as nbformat from '@jupyterlab/nbformat';
 
-import type {
-  CellRole,
-  ExecutionStatus,
-  FinalRunStatus,
-  RunEvent
+import {
+  type CellRole,
+  cellIdFor,
+  type ExecutionStatus,
+  type FinalRunStatus,
+  type RunEvent
 } from '../src/events';
 
 type Body<T> = T extends RunEvent ? Omit<T, 'seq' | 'run_id'> : never;
@@ -20,9 +22,8 @@ export class RunEvents {
 
   readonly events: RunEvent[] = [];
 
-  /** `cell_id_for` of events.py. */
   cellId(step: number): string {
-    return `da-${this.runId.slice(0, 16)}-${step}`;
+    return cellIdFor(this.runId, step);
   }
 
   push(body: Body<RunEvent>): RunEvent {
@@ -80,6 +81,34 @@ export class RunEvents {
     return this;
   }
 
+  /** `display(data, display_id=...)`: a display_data output remembered under its id. */
+  display(step: number, displayId: string, text: string): this {
+    this.push({
+      type: 'output',
+      cell_id: this.cellId(step),
+      output: displayData(text),
+      display_id: displayId
+    });
+    return this;
+  }
+
+  /** `handle.update(data)`, run by the code of cell `step`. */
+  updateDisplay(step: number, displayId: string, text: string): this {
+    this.push({
+      type: 'output',
+      cell_id: this.cellId(step),
+      output: displayData(text),
+      display_id: displayId,
+      update: true
+    });
+    return this;
+  }
+
+  clearOutput(step: number, wait = false): this {
+    this.push({ type: 'clear_output', cell_id: this.cellId(step), wait });
+    return this;
+  }
+
   executed(
     step: number,
     executionCount: number | null,
@@ -101,6 +130,15 @@ export class RunEvents {
     this.push({ type: 'run_finished', status, ...(error ? { error } : {}) });
     return this;
   }
+}
+
+/** A `display_data` output showing `text`. */
+export function displayData(text: string): nbformat.IDisplayData {
+  return {
+    output_type: 'display_data',
+    data: { 'text/plain': text },
+    metadata: {}
+  };
 }
 
 /** A typical completed run: title, plan, one code cell with output, report. */

@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -64,6 +64,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
+
+
+def _tee_until(
+    process: subprocess.Popen[str], log: Any, signal_line: str
+) -> tuple[threading.Event, threading.Thread]:
+    """Copies the server's output to ``log`` in a thread; the event is set once a line
+    contains ``signal_line``, or when the output ends (the server exited)."""
+    running = threading.Event()
+
+    def copy() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            log.flush()
+            if signal_line in line:
+                running.set()
+        running.set()
+
+    copier = threading.Thread(target=copy, name="jupyter-lab-log", daemon=True)
+    copier.start()
+    return running, copier
 
 
 def _free_port() -> int:
@@ -164,24 +185,24 @@ def lab(llm: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         f"--LabApp.workspaces_dir={base / 'workspaces'}",
         # Lets the tests read the notebook model (cell ids, metadata) and run commands.
         "--LabApp.expose_app_in_browser=True",
+        # Debug lines include "<extension> | extension was successfully started", which the
+        # server logs once its event loop runs, with its port bound: the fixture waits for it.
+        "--ServerApp.log_level=DEBUG",
         f"--DeepAnalyze.model={llm.url}",
         "--DeepAnalyze.execution_timeout=120",
     ]
     log = log_path.open("w")
-    process = subprocess.Popen(command, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     server = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, settings_dir=settings, log_path=log_path)
+    running, copier = _tee_until(process, log, "jupyter_deepanalyze | extension was successfully started")
     try:
-        deadline = time.monotonic() + LAB_START_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"jupyter lab exited with {process.returncode}:\n{server.log()[-4000:]}")
-            try:
-                server.api("GET", "/api/status")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"jupyter lab did not answer in {LAB_START_SECONDS} s:\n{server.log()[-4000:]}")
-                time.sleep(0.3)
+        if not running.wait(LAB_START_SECONDS):
+            pytest.fail(f"jupyter lab did not start in {LAB_START_SECONDS} s:\n{server.log()[-4000:]}")
+        if process.poll() is not None:
+            pytest.fail(f"jupyter lab exited with {process.wait()}:\n{server.log()[-4000:]}")
+        server.api("GET", "/api/status")
         yield server
     finally:
         process.send_signal(signal.SIGTERM)
@@ -190,6 +211,7 @@ def lab(llm: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        copier.join(30)  # the rest of its output, up to the end of the pipe
         log.close()
         shutil.copyfile(log_path, ARTIFACTS / "jupyter-lab.log")
 

@@ -39,6 +39,23 @@ _KERNEL_STATUS_IS = """
 """
 
 
+# Whether the notebook at `path` holds `count` agent cells (of run `runId`, or of any run).
+_AGENT_CELL_COUNT_IS = """
+([path, runId, count]) => {
+  for (const widget of window.jupyterapp.shell.widgets('main')) {
+    if (widget.context && widget.context.path === path) {
+      const cells = widget.context.model.toJSON().cells.filter(cell => {
+        const run = cell.metadata && cell.metadata.deepanalyze;
+        return run && (runId === null || run.run_id === runId);
+      });
+      return cells.length === count;
+    }
+  }
+  return false;
+}
+"""
+
+
 class LabPage:
     """One JupyterLab page with one notebook open."""
 
@@ -92,6 +109,10 @@ class LabPage:
     def agent_cells(self, run_id: str | None = None) -> list[dict[str, Any]]:
         cells = [c for c in self.notebook_json()["cells"] if "deepanalyze" in c.get("metadata", {})]
         return [c for c in cells if run_id is None or c["metadata"]["deepanalyze"]["run_id"] == run_id]
+
+    def wait_for_agent_cells(self, count: int, run_id: str | None = None) -> None:
+        """Until the notebook holds ``count`` agent cells (of ``run_id``, or of any run)."""
+        self.page.wait_for_function(_AGENT_CELL_COUNT_IS, arg=[self.notebook, run_id, count], timeout=UI_TIMEOUT_MS)
 
     def run_command(self, label: str) -> None:
         """Runs a command from the palette by its label, as a user would."""

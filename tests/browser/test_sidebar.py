@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +55,6 @@ def _describes_df(request: dict[str, Any]) -> bool:
     """Whether the run's first message describes the kernel's ``df`` to the model."""
     prompt = str(request["messages"][-1]["content"])
     return '"name": "df"' in prompt and "v (float64)" in prompt
-
-
-def _wait_until(condition: Any, message: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.1)
 
 
 def _open(page: Any, lab: Lab, notebook: Path) -> LabPage:
@@ -144,9 +136,11 @@ LONG_CODE = "import time\nfor _ in range(1200):\n    time.sleep(0.1)\nprint('fin
 def test_stop_ends_a_long_run_in_the_kernel_and_in_the_model_stream(
     page: Any, lab: Lab, notebook: Path, script: Any
 ) -> None:
+    model_asked = threading.Event()
     model_may_answer = threading.Event()
 
     def slow_turn(body: dict[str, Any]) -> str:
+        model_asked.set()
         model_may_answer.wait(120)  # a model still thinking when the user presses Stop
         return _answer("# Too late")
 
@@ -182,7 +176,7 @@ def test_stop_ends_a_long_run_in_the_kernel_and_in_the_model_stream(
     try:
         lab_page.ask("And now?")
         lab_page.expect_status("running")
-        _wait_until(lambda: len(llm.requests) == 1, "the model was not asked")
+        assert model_asked.wait(60), "the model was not asked"
         lab_page.button("Stop").click()
         lab_page.expect_status("cancelled", timeout=15_000)
     finally:
@@ -308,11 +302,11 @@ def test_remove_cells_of_last_run_leaves_the_users_cells_and_earlier_runs(
     user_cells = [c for c in lab_page.notebook_json()["cells"] if "deepanalyze" not in c["metadata"]]
 
     lab_page.run_command("DeepAnalyze: Remove cells of last run")
-    _wait_until(lambda: not lab_page.agent_cells(second), "the last run's cells are still there")
+    lab_page.wait_for_agent_cells(0, run_id=second)
     assert {c["metadata"]["deepanalyze"]["run_id"] for c in lab_page.agent_cells()} == {first}
 
     lab_page.run_command("DeepAnalyze: Remove cells of last run")
-    _wait_until(lambda: not lab_page.agent_cells(), "the first run's cells are still there")
+    lab_page.wait_for_agent_cells(0)
     remaining = lab_page.notebook_json()["cells"]
     assert remaining == user_cells
     assert remaining[0]["source"] == DF_SOURCE and remaining[0]["outputs"]
@@ -409,8 +403,10 @@ def test_analyze_magic_output_inserts_its_run_as_cells(page: Any, lab: Lab, note
     expect(code.locator("span[class]").first).to_be_visible()  # highlighted
     page.screenshot(path=str(ARTIFACTS / "analyze-magic-output.png"), full_page=True)
     insert = output.get_by_role("button", name="Insert as cells", exact=True)
+    notice = output.get_by_role("status")
     insert.click()
-    _wait_until(lambda: len(lab_page.agent_cells()) == 4, "the run's cells were not inserted")
+    expect(notice).to_have_text("4 cells inserted")
+    lab_page.wait_for_agent_cells(4)
     cells = lab_page.notebook_json()["cells"]
     assert cells[1]["source"] == magic
     inserted = cells[2:6]
@@ -418,5 +414,5 @@ def test_analyze_magic_output_inserts_its_run_as_cells(page: Any, lab: Lab, note
     assert "b    20.0" in "".join(o.get("text", "") for o in inserted[2]["outputs"])
     # Pressed again, the button adopts the cells it inserted instead of doubling them.
     insert.click()
-    time.sleep(1)
+    expect(notice).to_have_text("Its 4 cells are in the notebook already")
     assert [c["id"] for c in lab_page.agent_cells()] == [c["id"] for c in inserted]

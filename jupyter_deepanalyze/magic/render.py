@@ -1,16 +1,13 @@
-"""The magic's display of a run: events → HTML, plain text and the run's MIME bundle.
+"""The magic's rendering of a run: events → HTML, plain text and the run's MIME bundle.
 
-Owns ``RunDocument`` (a run's events materialized by the core's ``NotebookBuilder``,
+Owns ``RunDocument`` (a run's events recorded by the core's ``RunRecorder`` — its
+notebook, with outputs cleared and display-updated as the code asked, and its outcome —
 plus what only a live view needs: execution statuses and the text of the step being
-streamed), the renderers ``render_html`` and ``render_text``, ``run_bundle`` (the
+streamed), the renderers ``render_html`` and ``render_text``, and ``run_bundle`` (the
 ``application/vnd.deepanalyze.run+json`` bundle of ARCHITECTURE.md with ``text/html``
-and ``text/plain`` fallbacks; ``delta`` events are left out to keep it small) and the
-two views the magic drives: ``LiveDisplay`` (one output updated in place through a
-display handle, for kernel frontends) and ``TextProgress`` (steps printed as they
-finish, for terminal IPython).
+and ``text/plain`` fallbacks; ``delta`` events are left out to keep it small).
 
-Must not execute anything or create cells; views are driven from the shell's thread
-only (ipykernel ties displays to the cell that thread is running).
+Must not execute anything, create cells or display anything (``views`` does).
 
 Text the model wrote is escaped (Markdown is rendered with raw HTML escaped); rich
 outputs of the code it ran are shown as a notebook would show them.
@@ -20,32 +17,23 @@ from __future__ import annotations
 
 import functools
 import html
-import sys
-import time
 from collections.abc import Iterable, Mapping
-from typing import Any, TextIO
+from typing import Any
 
-from .events import (
+from ..events import (
     MIME_TYPE,
     ApprovalRequired,
-    CellCreated,
     Delta,
     Event,
     ExecutionFinished,
-    RunFinished,
     SegmentFinished,
     from_json,
 )
-from .notebook import NotebookBuilder
-from .outputs import stream_text
-from .protocol import FeedbackOptions, cap_output, format_feedback, strip_ansi
+from ..feedback import cap_output, format_feedback, strip_ansi
+from ..outputs import stream_text
+from ..recorder import RunOutcome, RunRecorder
 
 BUNDLE_VERSION = 1
-REFRESH_SECONDS = 0.25
-"""A live display is redrawn at most this often when steps or outputs arrive."""
-STREAMING_REFRESH_SECONDS = 1.0
-"""…and at most this often when only the text being streamed changed: each redraw
-resends the whole run (figures included), so streamed tokens are coalesced harder."""
 STREAMING_TAIL_CHARS = 1500
 """Characters of the step being streamed that the live display shows (its tail)."""
 TEXT_OUTPUT_LIMIT = 8000
@@ -53,7 +41,7 @@ TEXT_OUTPUT_LIMIT = 8000
 HTML_STREAM_LIMIT = 20000
 """Characters of one stream output in the HTML rendering (head and tail kept)."""
 
-_BADGES = {
+BADGES = {
     "error": "error",
     "timeout": "timed out",
     "interrupted": "interrupted",
@@ -66,13 +54,12 @@ class RunDocument:
     """A run's events so far, as a notebook plus the state a live view shows."""
 
     def __init__(self) -> None:
-        self.builder = NotebookBuilder()
+        self.recorder = RunRecorder()
         self.events: list[dict[str, Any]] = []
         self.statuses: dict[str, str] = {}
         self.feedback: dict[str, str] = {}
         self.run_id: str | None = None
         self.awaiting_approval: str | None = None
-        self.finished: RunFinished | None = None
         self.stopping = False
         self._streaming_step: int | None = None
         self._streaming: list[str] = []
@@ -85,8 +72,12 @@ class RunDocument:
         return document
 
     @property
+    def outcome(self) -> RunOutcome:
+        return self.recorder.outcome
+
+    @property
     def cells(self) -> list[Any]:
-        return list(self.builder.notebook.cells)
+        return list(self.recorder.notebook.cells)
 
     @property
     def streaming_text(self) -> str:
@@ -95,7 +86,7 @@ class RunDocument:
     @property
     def running_cell(self) -> str | None:
         """The code cell created last, while it has not finished."""
-        for cell in reversed(self.builder.notebook.cells):
+        for cell in reversed(self.recorder.notebook.cells):
             if cell.cell_type == "code":
                 return None if cell.id in self.statuses else str(cell.id)
         return None
@@ -113,15 +104,13 @@ class RunDocument:
         if isinstance(event, SegmentFinished):
             self._streaming_step, self._streaming = None, []
             return
-        self.builder.apply(event)
+        self.recorder.apply(event)
         if isinstance(event, ApprovalRequired):
             self.awaiting_approval = event.cell_id
         elif isinstance(event, ExecutionFinished):
             self.statuses[event.cell_id] = event.status
             self.feedback[event.cell_id] = event.feedback
             self.awaiting_approval = None
-        elif isinstance(event, RunFinished):
-            self.finished = event
 
     def bundle_events(self) -> list[dict[str, Any]]:
         """The events of the MIME bundle: all but ``delta`` (the finished steps carry the text)."""
@@ -140,7 +129,7 @@ def code_output_text(document: RunDocument, cell: Any) -> str:
     if cell.id in document.feedback:
         text = document.feedback[cell.id]
     else:
-        text = format_feedback(cell.source, cell.outputs, options=FeedbackOptions(limit=None))
+        text = format_feedback(cell.source, cell.outputs)  # the text, uncapped: capped below
     return cap_output(strip_ansi(text), TEXT_OUTPUT_LIMIT)
 
 
@@ -153,15 +142,15 @@ def cell_text(document: RunDocument, cell: Any) -> str:
     if output:
         lines.extend("    " + line for line in output.split("\n"))
     status = document.statuses.get(cell.id)
-    if status in _BADGES:
-        lines.append(f"[{_BADGES[status]}]")
+    if status in BADGES:
+        lines.append(f"[{BADGES[status]}]")
     return "\n".join(lines)
 
 
 def status_line(document: RunDocument) -> str:
     """One line on where the run stands; empty once it ended with a status cell of its own."""
-    if document.finished is not None:
-        return "Run completed." if document.finished.status == "completed" else ""
+    if document.outcome.finished:
+        return "Run completed." if document.outcome.status == "completed" else ""
     if document.stopping:
         return "Stopping…"
     if document.awaiting_approval:
@@ -263,7 +252,7 @@ def cell_html(document: RunDocument, cell: Any) -> str:
         css = "da-md da-report" if role == "report" else "da-md"
         return f'<div class="{css}">{markdown_html(cell.source)}</div>'
     status = document.statuses.get(cell.id)
-    badge = f'<span class="da-badge">{_BADGES[status]}</span>' if status in _BADGES else ""
+    badge = f'<span class="da-badge">{BADGES[status]}</span>' if status in BADGES else ""
     outputs = "".join(output_html(output) for output in cell.outputs)
     return f'{code_html(cell.source)}{badge}<div class="da-outputs">{outputs}</div>'
 
@@ -273,7 +262,7 @@ def render_html(document: RunDocument) -> str:
     parts = [_STYLE, '<div class="deepanalyze-run">']
     parts.extend(cell_html(document, cell) for cell in document.cells)
     live = html.escape(status_line(document))
-    streaming = document.streaming_text[-STREAMING_TAIL_CHARS:] if document.finished is None else ""
+    streaming = document.streaming_text[-STREAMING_TAIL_CHARS:] if not document.outcome.finished else ""
     if streaming.strip():
         live += f"<pre>{html.escape(streaming)}</pre>"
     parts.append(f'<div class="da-live">{live}</div></div>')
@@ -289,112 +278,12 @@ def run_bundle(document: RunDocument) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------- views
-
-
-class LiveDisplay:
-    """One output of the magic's cell, redrawn in place as events arrive."""
-
-    def __init__(self) -> None:
-        self.document = RunDocument()
-        self._handle: Any = None
-        self._changed = False  # steps, outputs or statuses
-        self._streamed = False  # only the text being streamed
-        self._last_draw = 0.0
-
-    @property
-    def shown(self) -> bool:
-        return self._handle is not None
-
-    def show(self, event: Event) -> None:
-        self.document.apply(event)
-        if isinstance(event, Delta):
-            self._streamed = True
-        else:
-            self._changed = True
-
-    def stopping(self) -> None:
-        self.document.stopping = True
-        self._changed = True
-        self.flush(force=True)
-
-    def flush(self, *, force: bool = False) -> None:
-        if not (self._changed or self._streamed):
-            return
-        interval = REFRESH_SECONDS if self._changed else STREAMING_REFRESH_SECONDS
-        if not force and time.monotonic() - self._last_draw < interval:
-            return
-        from IPython.display import display
-
-        bundle = run_bundle(self.document)
-        if self._handle is None:
-            self._handle = display(bundle, raw=True, display_id=True)
-        else:
-            self._handle.update(bundle, raw=True)
-        self._changed = self._streamed = False
-        self._last_draw = time.monotonic()
-
-    def close(self) -> None:
-        self.flush(force=True)
-
-
-class TextProgress:
-    """Terminal IPython: every step printed once, when it is complete."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.document = RunDocument()
-        self._stream = stream
-        self._printed_any = False
-
-    @property
-    def shown(self) -> bool:
-        return self._printed_any
-
-    def _print(self, text: str) -> None:
-        stream = self._stream or sys.stdout
-        print(text + "\n", file=stream, flush=True)
-        self._printed_any = True
-
-    def show(self, event: Event) -> None:
-        self.document.apply(event)
-        if isinstance(event, CellCreated):
-            cells = {cell.id: cell for cell in self.document.cells}
-            cell = cells.get(event.cell_id)
-            if cell is None:
-                return
-            if cell.cell_type == "code":
-                self._print(f"```python\n{cell.source}\n```")
-            else:
-                self._print(cell.source.strip())
-        elif isinstance(event, ExecutionFinished):
-            cell = next((c for c in self.document.cells if c.id == event.cell_id), None)
-            if cell is None:
-                return
-            output = code_output_text(self.document, cell).rstrip("\n")
-            lines = ["    " + line for line in output.split("\n")] if output else []
-            if event.status in _BADGES:
-                lines.append(f"[{_BADGES[event.status]}]")
-            if lines:
-                self._print("\n".join(lines))
-        elif isinstance(event, RunFinished) and status_line(self.document):
-            self._print(status_line(self.document))
-
-    def stopping(self) -> None:
-        self.document.stopping = True
-        self._print("Stopping…")
-
-    def flush(self, *, force: bool = False) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 __all__ = [
-    "LiveDisplay",
     "RunDocument",
-    "TextProgress",
+    "cell_html",
+    "code_output_text",
     "render_html",
     "render_text",
     "run_bundle",
+    "status_line",
 ]

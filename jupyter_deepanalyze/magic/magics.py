@@ -1,0 +1,63 @@
+"""``%analyze`` and ``%%analyze``, and loading them: ``%load_ext jupyter_deepanalyze``.
+
+Owns ``AnalyzeMagics`` (the magic's docstring is its help) and
+``load_ipython_extension``, which also registers a ``DeepAnalyze`` configurable for
+``%config DeepAnalyze.<name> = …``.
+
+Must not hold run logic (``run.run_analysis``) or line parsing (``line``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+
+from ..config import DeepAnalyze
+from .line import parse_magic_line
+from .result import AnalysisResult
+from .run import run_analysis
+
+
+@magics_class
+class AnalyzeMagics(Magics):
+    """``%analyze`` / ``%%analyze``."""
+
+    def __init__(self, shell: Any, settings: DeepAnalyze) -> None:
+        super().__init__(shell)
+        self.settings = settings
+
+    @no_var_expand
+    @line_cell_magic
+    def analyze(self, line: str, cell: str | None = None) -> AnalysisResult | None:
+        """Analyze data with DeepAnalyze, in this namespace, live.
+
+        %analyze [VARIABLE ...] "QUESTION" [--model SPEC] [--max-rounds N] [--approve]
+        %%analyze [VARIABLE ...] [options]   (the cell body is the question)
+
+        The model's code runs here: what it creates stays defined. With no variable
+        named, the question is about the data files in the working directory. Ctrl-C
+        (Stop) ends the run. Returns an AnalysisResult: .report, .events, .status,
+        .to_notebook(). Model: --model, else the DeepAnalyze config
+        (%config DeepAnalyze.model = "http://host:8000/v1"), else $DEEPANALYZE_MODEL.
+        """
+        arguments = parse_magic_line(line, cell)
+        if arguments is None:
+            return None
+        # A copy per run: --max-rounds must not stick, and an unset model still
+        # follows $DEEPANALYZE_MODEL as it is now.
+        settings = DeepAnalyze(config=self.settings.config)
+        return run_analysis(self.shell, settings, arguments)
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext jupyter_deepanalyze``: register the magics and the ``DeepAnalyze`` config."""
+    settings = DeepAnalyze(parent=shell)
+    shell.configurables = [c for c in shell.configurables if not isinstance(c, DeepAnalyze)] + [settings]
+    shell.register_magics(AnalyzeMagics(shell, settings))
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    shell.configurables = [c for c in shell.configurables if not isinstance(c, DeepAnalyze)]
+    shell.magics_manager.magics["line"].pop("analyze", None)
+    shell.magics_manager.magics["cell"].pop("analyze", None)
