@@ -42,7 +42,7 @@ from .eval.bench import BenchOptions
 from .execution import ExecutionFailure
 from .execution.kernel import KernelExecutor
 from .llm import ModelError
-from .llm.registry import open_model
+from .llm.registry import UnknownModelSpec, open_model
 from .recorder import record_run
 from .terminal import CtrlC, Progress
 from .workspace import WorkspaceError, list_data_files, stage_inputs
@@ -389,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.start_show_config()
             return EXIT_OK
         return app.run()
-    except (UsageError, WorkspaceError) as exc:
+    except (UsageError, WorkspaceError, UnknownModelSpec) as exc:
         print(f"jupyter deepanalyze: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ModelError, ExecutionFailure) as exc:

@@ -35,6 +35,10 @@ SPEC_HELP = (
 _PREFIXED = ("transformers", "vllm", "llamacpp")
 
 
+class UnknownModelSpec(ModelError, ValueError):
+    """A spec that names no backend: a usage error, not a model failure."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed model spec: ``kind`` is openai, transformers, vllm, tiny or auto."""
@@ -61,7 +65,7 @@ def parse_spec(spec: str) -> ModelSpec:
     kind, _, target = text.partition(":")
     if kind in _PREFIXED and target.strip():
         return ModelSpec(kind, target.strip())
-    raise ModelError(f"Unknown model spec {spec!r}: use {SPEC_HELP}.")
+    raise UnknownModelSpec(f"Unknown model spec {spec!r}: use {SPEC_HELP}.")
 
 
 async def _answers(base_url: str, timeout: float = 1.5) -> bool:
@@ -82,7 +86,8 @@ async def resolve_spec(spec: str) -> ModelSpec:
         return ModelSpec("openai", DEFAULT_BASE_URL)
     raise ModelUnavailableError(
         f"No model configured (${MODEL_ENV} is not set) and no model server at "
-        f"{DEFAULT_BASE_URL}: {VLLM_HINT}, or use --model tiny for a CPU smoke test."
+        f"{DEFAULT_BASE_URL}: {VLLM_HINT}, or name a model (--model SPEC; --model tiny is a "
+        "CPU smoke test)."
     )
 
 
