@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -325,10 +326,25 @@ class BenchApp(DeepAnalyzeCommand):
     tasks = Int(BenchOptions.tasks, min=1, help="Eval tasks per concurrency level.").tag(config=True)
     json = Unicode("", help="Also write the numbers to this JSON file.").tag(config=True)
     kernel_name = Unicode("python3", help="The Jupyter kernel the measurements run in.").tag(config=True)
+    local_models = Bool(
+        False,
+        help="Also measure in-process inference on the tiny model (loads it; needs the tiny extra): "
+        "tokens/s of each installed local backend, and time to first token at round 1 and round 8.",
+    ).tag(config=True)
 
     def run(self) -> int:
         self.no_arguments()
         return asyncio.run(self._bench(sys.stdout, sys.stderr))
+
+    async def _local_models(self, stdout: TextIO, log: Callable[[str], None]) -> None:
+        from .eval.bench_local import local_models_json, measure_local_models, render_local_models
+
+        results = await measure_local_models(log=log)
+        print("\n" + render_local_models(results), file=stdout, flush=True)
+        if self.json:
+            path = Path(self.json).expanduser()
+            numbers = json.loads(path.read_text(encoding="utf-8"))
+            path.write_text(json.dumps({**numbers, "local_models": local_models_json(results)}, indent=2) + "\n")
 
     async def _bench(self, stdout: TextIO, stderr: TextIO) -> int:
         from .eval.bench import BenchError, print_report, run_bench
@@ -341,6 +357,8 @@ class BenchApp(DeepAnalyzeCommand):
             print(f"jupyter deepanalyze: {exc}", file=stderr)
             return EXIT_FAILED
         print_report(report, stdout, Path(self.json).expanduser() if self.json else None)
+        if self.local_models:
+            await self._local_models(stdout, progress.line)
         return EXIT_OK
 
 
@@ -349,6 +367,7 @@ BenchApp.aliases = {
     **{name: f"BenchApp.{name}" for name in ("repeat", "runs", "tasks", "json")},
     "kernel": "BenchApp.kernel_name",
 }
+BenchApp.flags = {**base_flags, **flags_of(BenchApp, "local_models")}
 
 
 # --------------------------------------------------------------------- the app

@@ -126,3 +126,15 @@ async def test_prefix_reuse_generates_the_same_tokens_as_a_fresh_prompt(gguf: Pa
     without_cache = "".join(await _text(model, second, max_tokens=24, stop=()))
     assert model._loaded.reused_tokens == 0
     assert with_cache == without_cache and with_cache.strip()
+
+
+@pytest.mark.slow
+async def test_bench_local_models_measures_speed_and_round_8_latency_with_reuse() -> None:
+    from jupyter_deepanalyze.eval.bench_local import ROUNDS, measure_backend, render_local_models
+
+    speed = await measure_backend("llamacpp", repeat=1)
+    assert speed.tokens_per_second > 0 and speed.round8_prompt_tokens > 500
+    # Without reuse round 8 evaluates its whole prompt; with it, only the last round's text.
+    assert speed.ttft_round8_ms < speed.ttft_round8_fresh_ms
+    table = render_local_models([speed])
+    assert f"round {ROUNDS}" in table and "| llamacpp |" in table
