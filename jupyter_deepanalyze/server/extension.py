@@ -22,6 +22,7 @@ from ..llm.registry import ModelRegistry
 from .handlers import routes
 from .kernels import KERNEL_ACTIONS_SCHEMA, KernelExecutors
 from .models import ModelChoices
+from .user_models import UserModelStore
 from .runs import RunManager
 
 
@@ -43,6 +44,15 @@ class DeepAnalyzeExtension(ExtensionApp):
     def _default_runs_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "deepanalyze" / "runs")
 
+    user_models_dir = Unicode(
+        help="Folder of the user's own model settings (JupyterLab's Model settings; an owner-only "
+        "file). Default: {jupyter_data_dir}/deepanalyze/user-models.",
+    ).tag(config=True)
+
+    @default("user_models_dir")
+    def _default_user_models_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "deepanalyze" / "user-models")
+
     variables_timeout = Float(
         5.0,
         min=0.1,
@@ -61,6 +71,7 @@ class DeepAnalyzeExtension(ExtensionApp):
         self.model_registry = ModelRegistry(config)
         self.runs = RunManager(config, self.executors, Path(self.runs_dir), self.model_registry)
         self.models = ModelChoices(config, self.model_registry)
+        self.user_models = UserModelStore(Path(self.user_models_dir), config)
         assert self.serverapp.event_logger is not None
         self.serverapp.event_logger.add_listener(
             schema_id=KERNEL_ACTIONS_SCHEMA, listener=self.executors.on_kernel_action

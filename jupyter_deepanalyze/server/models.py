@@ -21,6 +21,7 @@ from ..llm import ChatModel, GenerationParams, Message, ModelError
 from ..llm.openai_compat import OpenAICompatModel
 from ..llm.registry import ModelRegistry, local_model_status, resolve_spec
 from ..protocol import Dialect, dialect_for
+from .user_models import UserModel, probe_user_model
 
 PROBE_TIMEOUT = 2.0
 """Seconds an availability probe may take (connect and answer)."""
@@ -39,6 +40,7 @@ class ModelChoice:
     dialect: str
     available: bool
     error: str | None = None
+    source: str = "server"  # "user": added by this user in Model settings
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -49,10 +51,12 @@ class ModelChoice:
         }
         if self.error:
             body["error"] = self.error
+        if self.source != "server":
+            body["source"] = self.source
         return body
 
 
-def _same_spec(a: str, b: str) -> bool:
+def same_spec(a: str, b: str) -> bool:
     return a.strip().rstrip("/") == b.strip().rstrip("/")
 
 
@@ -70,7 +74,7 @@ class ModelChoices:
     def allowed(self) -> list[str]:
         specs: list[str] = []
         for spec in (self.config.model, *self.config.allowed_models):
-            if spec.strip() and not any(_same_spec(spec, s) for s in specs):
+            if spec.strip() and not any(same_spec(spec, s) for s in specs):
                 specs.append(spec)
         return specs
 
@@ -79,7 +83,7 @@ class ModelChoices:
         if requested is None or not requested.strip():
             return self.default
         for spec in self.allowed():
-            if _same_spec(requested, spec):
+            if same_spec(requested, spec):
                 return spec
         raise ModelNotAllowed(
             f"Model {requested!r} is not allowed on this server; allowed: "
@@ -87,8 +91,18 @@ class ModelChoices:
             + " (an administrator can add models to DeepAnalyze.allowed_models)."
         )
 
-    async def describe(self) -> list[ModelChoice]:
-        return list(await asyncio.gather(*(self.probe(spec) for spec in self.allowed())))
+    async def describe(self, user_model: UserModel | None = None) -> list[ModelChoice]:
+        choices = list(await asyncio.gather(*(self.probe(spec) for spec in self.allowed())))
+        if user_model is not None and not any(same_spec(user_model.url, c.spec) for c in choices):
+            choices.append(await self.probe_user(user_model))
+        return choices
+
+    async def probe_user(self, user_model: UserModel) -> ModelChoice:
+        """The user's own model (from Model settings), probed with their key."""
+        result = await probe_user_model(user_model, self.config)
+        name = user_model.model_name or (result["models"][0] if result["models"] else "")
+        dialect = dialect_for(name, self.config.dialect).name
+        return ModelChoice(user_model.url, name, dialect, result["ok"], result.get("error"), source="user")
 
     async def probe(self, spec: str) -> ModelChoice:
         """What ``spec`` resolves to and whether it answers ``GET /models`` right now."""
@@ -133,14 +147,25 @@ class OnDemandModel:
     managed vLLM, one copy of in-process weights); closing a run does not close them.
     """
 
-    def __init__(self, registry: ModelRegistry, spec: str) -> None:
+    def __init__(self, registry: ModelRegistry, spec: str, user_model: UserModel | None = None) -> None:
         self.registry = registry
         self.spec = spec
+        self.user_model = user_model  # the user's own model: a client of its own, with its key
         self.name = ""
         self.dialect: Dialect = dialect_for(registry.config.model_name, registry.config.dialect)
         self._model: ChatModel | None = None
 
     async def ready(self) -> None:
+        if self._model is None and self.user_model is not None:
+            model = self.user_model.open(self.registry.config)
+            try:
+                await model.ready()
+            except BaseException:
+                await model.aclose()
+                raise
+            self._model = model
+            self.name = model.name
+            self.dialect = model.dialect
         if self._model is None:
             self._model = await self.registry.get(self.spec)
             self.name = self._model.name
@@ -152,4 +177,6 @@ class OnDemandModel:
         return self._model.stream(messages, params)
 
     async def aclose(self) -> None:
-        """The registry owns the backend; it is closed with the server."""
+        """The registry owns shared backends (closed with the server); a user's own is closed here."""
+        if self.user_model is not None and self._model is not None:
+            await self._model.aclose()
