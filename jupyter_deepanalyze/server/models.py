@@ -13,18 +13,35 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import DeepAnalyze
-from ..llm import ChatModel, GenerationParams, Message, ModelError
+from ..llm import ChatModel, GenerationParams, Message, ModelError, ModelUnavailableError
 from ..llm.openai_compat import OpenAICompatModel
-from ..llm.registry import ModelRegistry, local_model_status, resolve_spec
+from ..llm.registry import ModelRegistry, local_model_status, parse_spec, resolve_spec
 from ..protocol import Dialect, dialect_for
 from .user_models import UserModel, probe_user_model
 
 PROBE_TIMEOUT = 2.0
 """Seconds an availability probe may take (connect and answer)."""
+
+
+NO_MODEL = (
+    "No model is configured: add one in the DeepAnalyze sidebar's Model settings, or ask the "
+    "server's administrator to set DeepAnalyze.model."
+)
+
+
+def where_to_set(spec: str, error: str | None) -> str | None:
+    """A probe's or a run's one-line reason in JupyterLab terms: where the model is set."""
+    if error is None:
+        return None
+    if parse_spec(spec).kind == "auto" and error.startswith("No model configured"):
+        return NO_MODEL  # the CLI's wording names --model
+    if "pip install" in error:
+        return f"{error} (in the environment JupyterLab runs from, then restart JupyterLab)."
+    return f"{error} This model is set by the server's configuration (DeepAnalyze.model, DeepAnalyze.allowed_models)."
 
 
 class ModelNotAllowed(PermissionError):
@@ -92,7 +109,10 @@ class ModelChoices:
         )
 
     async def describe(self, user_model: UserModel | None = None) -> list[ModelChoice]:
-        choices = list(await asyncio.gather(*(self.probe(spec) for spec in self.allowed())))
+        choices = [
+            replace(choice, error=where_to_set(choice.spec, choice.error)) if choice.error else choice
+            for choice in await asyncio.gather(*(self.probe(spec) for spec in self.allowed()))
+        ]
         if user_model is not None and not any(same_spec(user_model.url, c.spec) for c in choices):
             choices.append(await self.probe_user(user_model))
         return choices
@@ -102,7 +122,10 @@ class ModelChoices:
         result = await probe_user_model(user_model, self.config)
         name = user_model.model_name or (result["models"][0] if result["models"] else "")
         dialect = dialect_for(name, self.config.dialect).name
-        return ModelChoice(user_model.url, name, dialect, result["ok"], result.get("error"), source="user")
+        error = result.get("error")
+        if error:
+            error = f"{error} Change it in the sidebar's Model settings."
+        return ModelChoice(user_model.url, name, dialect, result["ok"], error, source="user")
 
     async def probe(self, spec: str) -> ModelChoice:
         """What ``spec`` resolves to and whether it answers ``GET /models`` right now."""
@@ -167,7 +190,12 @@ class OnDemandModel:
             self.name = model.name
             self.dialect = model.dialect
         if self._model is None:
-            self._model = await self.registry.get(self.spec)
+            try:
+                self._model = await self.registry.get(self.spec)
+            except ModelUnavailableError as exc:
+                if parse_spec(self.spec).kind == "auto":
+                    raise ModelUnavailableError(NO_MODEL) from exc
+                raise
             self.name = self._model.name
             self.dialect = self._model.dialect
 
