@@ -163,8 +163,7 @@ def test_stop_ends_a_long_run_in_the_kernel_and_in_the_model_stream(
     code = next(c for c in lab_page.agent_cells() if c["metadata"]["deepanalyze"]["role"] == "code")
     assert code["source"] == LONG_CODE
     assert not any("finished" in o.get("text", "") for o in code["outputs"])
-    # It failed before the model's first word: the notebook gets no cell, the alert says why.
-    assert lab_page.agent_cells() == []
+    assert lab_page.agent_cells()[-1]["metadata"]["deepanalyze"]["role"] == "status"
     assert len(llm.requests) == 1  # the model was not asked to go on
     expect(lab_page.button("Stop")).to_be_disabled()
 
