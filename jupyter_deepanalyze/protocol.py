@@ -341,24 +341,6 @@ class Dialect:
         return {"role": "user", "content": f"<Execute>\n{output}\n</Execute>"}
 
 
-FEW_SHOT_EXAMPLE: tuple[Mapping[str, str], ...] = (
-    {
-        "role": "user",
-        "content": build_first_message(
-            "What is the mean of column x?", [DataFile("numbers.csv", 1024)]
-        ),
-    },
-    {
-        "role": "assistant",
-        "content": "<Analyze>\nLoad numbers.csv and compute the mean of x.\n</Analyze>\n"
-        "<Code>\n```python\nimport pandas as pd\ndf = pd.read_csv('numbers.csv')\n"
-        "print(df['x'].mean())\n```\n</Code>",
-    },
-    {"role": "user", "content": "<Execute>\n2.5\n\n</Execute>"},
-    {"role": "assistant", "content": "<Answer>\nThe mean of x is 2.5.\n</Answer>"},
-)
-"""One worked example in the generic dialect's own layout (used for very small models)."""
-
 NATIVE = Dialect(
     name="native",
     system_prompt=None,
