@@ -44,7 +44,6 @@ from .protocol import (
     SegmentDelta,
     SegmentParser,
     VariableInfo,
-    build_first_message,
     extract_code,
     format_size,
 )
@@ -200,8 +199,9 @@ class Agent:
                     kernel_id=self.kernel_id,
                 )
                 self._title_cell(task)
-            self.messages = self.model.dialect.initial_messages(
-                build_first_message(task.question, task.files, task.variables)
+            dialect = self.model.dialect
+            self.messages = dialect.initial_messages(
+                dialect.first_message(task.question, task.files, task.variables)
             )
             report_cell_id = await self._loop()
             status = "completed"

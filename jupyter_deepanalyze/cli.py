@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -44,7 +45,7 @@ from .execution.gateway import GatewayError
 from .execution.kernel import KernelExecutor
 from .execution.pool import KernelPool
 from .llm import ChatModel, ModelError
-from .llm.registry import open_model
+from .llm.registry import UnknownModelSpec, open_model
 from .recorder import RunRecorder, record_run
 from .terminal import CtrlC, Progress
 from .workspace import WorkspaceError, list_data_files, stage_inputs
@@ -406,10 +407,25 @@ class BenchApp(DeepAnalyzeCommand):
             "Jupyter Kernel Gateway started on 127.0.0.1 (pip install jupyter_kernel_gateway)."
         ),
     ).tag(config=True)
+    local_models = Bool(
+        False,
+        help="Also measure in-process inference on the tiny model (loads it; needs the tiny extra): "
+        "tokens/s of each installed local backend, and time to first token at round 1 and round 8.",
+    ).tag(config=True)
 
     def run(self) -> int:
         self.no_arguments()
         return asyncio.run(self._bench(sys.stdout, sys.stderr))
+
+    async def _local_models(self, stdout: TextIO, log: Callable[[str], None]) -> None:
+        from .eval.bench_local import local_models_json, measure_local_models, render_local_models
+
+        results = await measure_local_models(log=log)
+        print("\n" + render_local_models(results), file=stdout, flush=True)
+        if self.json:
+            path = Path(self.json).expanduser()
+            numbers = json.loads(path.read_text(encoding="utf-8"))
+            path.write_text(json.dumps({**numbers, "local_models": local_models_json(results)}, indent=2) + "\n")
 
     async def _bench(self, stdout: TextIO, stderr: TextIO) -> int:
         from .eval.bench import BenchError, print_report, run_bench
@@ -430,6 +446,8 @@ class BenchApp(DeepAnalyzeCommand):
             print(f"jupyter deepanalyze: {exc}", file=stderr)
             return EXIT_FAILED
         print_report(report, stdout, Path(self.json).expanduser() if self.json else None)
+        if self.local_models:
+            await self._local_models(stdout, progress.line)
         return EXIT_OK
 
 
@@ -443,6 +461,7 @@ BenchApp.aliases = {
 BenchApp.flags = {
     **base_flags,
     "no-gateway": ({"BenchApp": {"gateway": False}}, "Skip measurement (5), kernels on a gateway."),
+    **flags_of(BenchApp, "local_models"),
 }
 
 
@@ -484,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.start_show_config()
             return EXIT_OK
         return app.run()
-    except (UsageError, WorkspaceError) as exc:
+    except (UsageError, WorkspaceError, UnknownModelSpec) as exc:
         print(f"jupyter deepanalyze: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ModelError, ExecutionFailure) as exc:

@@ -68,6 +68,15 @@ class DeepAnalyze(Configurable):
         help="Model specs users may pick (server extension). Empty: only the configured model.",
     ).tag(config=True)
 
+    allow_user_models = Bool(
+        True,
+        help=(
+            "Server extension: users may add their own OpenAI-compatible model (URL and API key, "
+            "kept server-side in an owner-only file) from JupyterLab's Model settings. When "
+            "allowed_models is set, only those URLs may be added."
+        ),
+    ).tag(config=True)
+
     dialect = CaselessStrEnum(
         ["auto", "native", "generic"],
         default_value="auto",

@@ -219,6 +219,9 @@ class DataFile:
 
     name: str
     size_bytes: int
+    columns: Sequence[str] = ()
+    """A table's header, when known; the native first message leaves it out (as the
+    reference does), a dialect that asks for it (``Dialect.describe_columns``) shows it."""
 
 
 @dataclass(frozen=True)
@@ -260,14 +263,23 @@ def build_first_message(
     instruction: str,
     files: Sequence[DataFile] = (),
     variables: Sequence[VariableInfo] = (),
+    *,
+    columns: bool = False,
 ) -> str:
-    """The one user message of a run (no system prompt for the native model)."""
+    """The one user message of a run (no system prompt for the native model).
+
+    ``columns`` adds each file's known header to its entry (not in the reference format).
+    """
     message = f"# Instruction\n{instruction.strip()}"
     if not files and not variables:
         return message
     data = ""
     for index, data_file in enumerate(sorted(files, key=lambda f: f.name), start=1):
         entry = {"name": data_file.name, "size": format_size(data_file.size_bytes)}
+        if columns and data_file.columns:
+            shown = list(data_file.columns[:_MAX_COLUMNS_DESCRIBED])
+            hidden = len(data_file.columns) - len(shown)
+            entry["columns"] = ", ".join(shown) + (f", ... {hidden} more" if hidden > 0 else "")
         data += f"File {index}:\n{json.dumps(entry, indent=4, ensure_ascii=False)}\n\n"
     if variables:
         data += "Variables already defined in the running Python session:\n"
@@ -311,6 +323,13 @@ class Dialect:
     request_extras: Mapping[str, Any] = field(default_factory=dict)
     examples: tuple[Mapping[str, str], ...] = ()
     """Few-shot messages placed before the task (small models need to see the format)."""
+    describe_columns: bool = False
+    """The first message names each data file's columns (small models need them spelled out)."""
+
+    def first_message(
+        self, instruction: str, files: Sequence[DataFile] = (), variables: Sequence[VariableInfo] = ()
+    ) -> str:
+        return build_first_message(instruction, files, variables, columns=self.describe_columns)
 
     def initial_messages(self, first_message: str) -> list[dict[str, str]]:
         messages = [dict(m) for m in self.examples] + [{"role": "user", "content": first_message}]
@@ -324,37 +343,21 @@ class Dialect:
         A dialect whose requests fix ``add_generation_prompt`` (the native one: False,
         as the reference asks vLLM) renders with that value on every path, and the
         model's own template decides what follows. Otherwise a conversation ending with
-        the assistant continues its message and any other opens an assistant turn.
+        the user opens an assistant turn, one ending with the assistant continues its
+        message, and one ending with an ``execute`` message is left as the template renders
+        it (a template that knows the role keeps the assistant's turn open after it).
         """
         if "add_generation_prompt" in self.request_extras:
             return {"add_generation_prompt": bool(self.request_extras["add_generation_prompt"])}
         if last_role == "assistant":
             return {"add_generation_prompt": False, "continue_final_message": True}
-        return {"add_generation_prompt": True}
+        return {"add_generation_prompt": last_role == "user"}
 
     def execute_message(self, output: str) -> dict[str, str]:
         if self.execute_role == "execute":
             return {"role": "execute", "content": output}
         return {"role": "user", "content": f"<Execute>\n{output}\n</Execute>"}
 
-
-FEW_SHOT_EXAMPLE: tuple[Mapping[str, str], ...] = (
-    {
-        "role": "user",
-        "content": build_first_message(
-            "What is the mean of column x?", [DataFile("numbers.csv", 1024)]
-        ),
-    },
-    {
-        "role": "assistant",
-        "content": "<Analyze>\nLoad numbers.csv and compute the mean of x.\n</Analyze>\n"
-        "<Code>\n```python\nimport pandas as pd\ndf = pd.read_csv('numbers.csv')\n"
-        "print(df['x'].mean())\n```\n</Code>",
-    },
-    {"role": "user", "content": "<Execute>\n2.5\n\n</Execute>"},
-    {"role": "assistant", "content": "<Answer>\nThe mean of x is 2.5.\n</Answer>"},
-)
-"""One worked example in the generic dialect's own layout (used for very small models)."""
 
 NATIVE = Dialect(
     name="native",

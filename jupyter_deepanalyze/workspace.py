@@ -3,11 +3,12 @@
 Owns staging input paths by name into a fresh folder (copies, so model code can never
 modify the originals), the list of files such a copy holds (``input_files``: what is
 shipped to a kernel on another machine), and listing the data files the first message
-describes.
+describes (with a delimited text table's header, read from its first line).
 """
 
 from __future__ import annotations
 
+import csv
 import fnmatch
 import os
 import shutil
@@ -21,6 +22,9 @@ MAX_LISTED_FILES = 200
 """Files described to the model at most (a huge folder would flood the first message)."""
 NOT_COPIED = (".*", "__pycache__")
 """Names skipped inside an input folder (hidden files, bytecode caches)."""
+HEADER_BYTES = 64 * 1024
+"""Most bytes read to find a table's header line."""
+_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
 
 class WorkspaceError(ValueError):
@@ -115,7 +119,7 @@ def list_data_files(folder: Path, names: Sequence[str] | None = None) -> list[Da
         candidates = sorted(root.rglob("*")) if root.is_dir() else [root]
         for path in candidates:
             if path.is_file():
-                found.append(DataFile(path.relative_to(folder).as_posix(), path.stat().st_size))
+                found.append(DataFile(path.relative_to(folder).as_posix(), path.stat().st_size, read_columns(path)))
     return describe_files(found)
 
 
@@ -128,3 +132,19 @@ def describe_files(files: Iterable[DataFile]) -> list[DataFile]:
     shown = [f for f in files if not any(part.startswith(".") for part in f.name.split("/")[1:])]
     shown.sort(key=lambda f: f.name)
     return shown[:MAX_LISTED_FILES]
+
+
+def read_columns(path: Path) -> tuple[str, ...]:
+    """The header of a CSV or TSV file (its first line), or ``()`` when there is none."""
+    delimiter = _DELIMITERS.get(path.suffix.lower())
+    if delimiter is None:
+        return ()
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(HEADER_BYTES)
+    except OSError:
+        return ()
+    line = head.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    if not line.strip():
+        return ()
+    return tuple(name.strip() for name in next(csv.reader([line], delimiter=delimiter)))

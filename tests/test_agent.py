@@ -322,3 +322,12 @@ async def test_streamed_deltas_carry_the_tag_of_the_step_they_belong_to(
         streamed = [d for d in deltas if d.step == step]
         assert {d.tag for d in streamed} == {segment.tag}, (segment.tag, [d.tag for d in streamed])
         assert "".join(d.text for d in streamed).strip() == segment.text.strip()
+
+
+def test_data_files_list_a_csv_or_tsv_header_as_columns(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("\ufeffdate, region ,revenue\n2025-01-01,North,1\n")
+    (tmp_path / "b.tsv").write_text("x\ty\n1\t2\n")
+    (tmp_path / "c.txt").write_text("not a table\n")
+    (tmp_path / "empty.csv").write_text("")
+    files = {f.name: tuple(f.columns) for f in list_data_files(tmp_path)}
+    assert files == {"a.csv": ("date", "region", "revenue"), "b.tsv": ("x", "y"), "c.txt": (), "empty.csv": ()}

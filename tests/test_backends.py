@@ -293,19 +293,78 @@ async def test_an_agent_run_on_the_transformers_backend_writes_the_models_text(
     assert roles[0] == "title" and len(roles) >= 3
 
 
-@pytest.mark.slow
-def test_the_tiny_model_writes_a_report_notebook_on_cpu(tmp_path: Path) -> None:
-    out = tmp_path / "demo.ipynb"
-    done = subprocess.run(
-        [JUPYTER, "deepanalyze", "report", "--demo", "-o", str(out), "--model", "tiny", "--max-rounds", "2"],
-        capture_output=True, text=True, timeout=900,
+async def _second_round_with_and_without_the_cache(model, fresh, params: dict) -> tuple[str, str, int]:
+    """Round 2 continues round 1's conversation: returns its text from the cropped cache,
+    its text from a model that encodes the whole prompt again, and the tokens reused."""
+    columns = ", ".join(f"c{i}" for i in range(200))
+    first = [{"role": "user", "content": "# Instruction\nDescribe the columns: " + columns}]
+    turn = "".join(await _generate(model, first, **params))
+    second = [*first, {"role": "assistant", "content": turn}, {"role": "execute", "content": "rows: 3\n"}]
+    with_cache = "".join(await _generate(model, second, **params))
+    reused = model._loaded.reused_tokens
+    without_cache = "".join(await _generate(fresh, second, **params))
+    return with_cache, without_cache, reused
+
+
+async def test_prefix_reuse_generates_the_same_tokens_as_a_fresh_prompt(tiny_qwen: Path) -> None:
+    from jupyter_deepanalyze.llm.transformers_local import TransformersModel
+
+    model = TransformersModel(str(tiny_qwen), device="cpu")
+    fresh = TransformersModel(str(tiny_qwen), device="cpu", reuse_prefix=False)
+    # Seeded sampling: the random tiny Qwen's greedy text is all newlines, samples are not.
+    with_cache, without_cache, reused = await _second_round_with_and_without_the_cache(
+        model, fresh, dict(temperature=1.0, max_tokens=24, stop=())
     )
-    assert done.returncode in (0, 1), done.stderr  # completed, or stopped at max rounds
-    assert "model gemma-3-270m (tiny)" in done.stderr
-    notebook = nbformat.read(out, as_version=4)
-    agent_text = [
-        c.source for c in notebook.cells
-        if c.metadata["deepanalyze"]["role"] in ("analyze", "understand", "note", "code", "report")
-    ]
-    assert agent_text and any(len(text.strip()) > 10 for text in agent_text)
-    assert (tmp_path / "demo_files" / "sales.csv").exists()
+    assert reused > 400  # the whole first round was not encoded again
+    assert with_cache == without_cache and with_cache.strip()
+
+
+@pytest.mark.slow
+async def test_prefix_reuse_is_exact_for_gemma_past_its_sliding_window() -> None:
+    """Gemma 3 mixes sliding-window and global attention layers (window 512 tokens)."""
+    from jupyter_deepanalyze.llm.tiny import tiny_gguf
+    from jupyter_deepanalyze.llm.transformers_local import TransformersModel
+
+    model = TransformersModel(str(tiny_gguf()), device="cpu")
+    fresh = TransformersModel(str(tiny_gguf()), device="cpu", reuse_prefix=False)
+    with_cache, without_cache, reused = await _second_round_with_and_without_the_cache(
+        model, fresh, dict(temperature=0.0, max_tokens=32, stop=())
+    )
+    assert reused > 512
+    assert with_cache == without_cache and with_cache.strip()
+
+
+def _cells_by_role(notebook: nbformat.NotebookNode) -> list[tuple[str, nbformat.NotebookNode]]:
+    return [(c.metadata["deepanalyze"]["role"], c) for c in notebook.cells]
+
+
+DEMO_QUESTIONS = (
+    None,  # the demo's own question
+    "What is the total revenue of each product?",
+    "How do units sold change over the days of the week?",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_the_tiny_model_demo_runs_model_written_code_on_the_data_then_reports(tmp_path: Path) -> None:
+    """The README's first command, over several questions: every notebook holds code the
+    model wrote that ran in the kernel on sales.csv with output, then a report cell."""
+    for index, question in enumerate(DEMO_QUESTIONS):
+        out = tmp_path / f"demo{index}.ipynb"
+        command = [JUPYTER, "deepanalyze", "report", "--demo", "-o", str(out), "--model", "tiny", "--max-rounds", "4"]
+        asked = command + (["-q", question] if question else [])
+        done = subprocess.run(asked, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr
+        assert "model gemma-3-270m (tiny)" in done.stderr
+        assert "Loading weights" not in done.stderr and "llama_" not in done.stderr  # progress lines only
+        roles = _cells_by_role(nbformat.read(out, as_version=4))
+        ran = [
+            i for i, (role, cell) in enumerate(roles)
+            if role == "code" and cell.execution_count and cell.outputs
+            and all(o.output_type != "error" for o in cell.outputs)
+        ]
+        assert ran, roles
+        code = roles[ran[0]][1].source
+        assert "sales.csv" in code  # the model opened the demo data by name
+        assert any(role == "report" and cell.source.strip() for role, cell in roles[ran[0] + 1 :]), roles

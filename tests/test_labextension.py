@@ -38,7 +38,9 @@ def test_labextension_list_shows_the_extension_enabled_and_ok() -> None:
     )
     # The listing goes to stderr in some JupyterLab versions and is colourized.
     listing = _ANSI.sub("", result.stdout + result.stderr)
-    lines = [line.split() for line in listing.splitlines() if EXTENSION_NAME in line]
+    # Only the extension's own row starts with its name: the listing's path lines may
+    # contain it too (a checkout folder named jupyter-deepanalyze).
+    lines = [words for words in map(str.split, listing.splitlines()) if words and words[0] == EXTENSION_NAME]
     assert lines, f"{EXTENSION_NAME} is not listed:\n{listing}"
     name, version, enabled, status, *_ = lines[0]
     assert (name, enabled, status) == (EXTENSION_NAME, "enabled", "OK"), listing

@@ -303,3 +303,12 @@ def test_dialect_is_chosen_by_model_name_and_overridable() -> None:
     assert dialect_for("gpt-4o") is GENERIC
     assert dialect_for("gpt-4o", "native") is NATIVE
     assert dialect_for("DeepAnalyze-8B", "generic") is GENERIC
+
+
+def test_columns_are_described_only_when_the_dialect_asks_for_them() -> None:
+    table = DataFile("sales.csv", 2048, ("date", "region", "revenue"))
+    assert build_first_message("Q", [table]) == build_first_message("Q", [DataFile("sales.csv", 2048)])
+    described = build_first_message("Q", [table], columns=True)
+    entry = json.loads(described.split("File 1:\n", 1)[1])
+    assert entry == {"name": "sales.csv", "size": "2.0KB", "columns": "date, region, revenue"}
+    assert NATIVE.first_message("Q", [table]) == build_first_message("Q", [table])  # byte-exact stays

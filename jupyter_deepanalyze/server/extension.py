@@ -23,6 +23,7 @@ from .handlers import Services, routes
 from .kernels import KERNEL_ACTIONS_SCHEMA, KernelExecutors
 from .models import ModelChoices
 from .runs import RunManager
+from .user_models import UserModelStore
 
 
 class DeepAnalyzeExtension(ExtensionApp):
@@ -43,6 +44,15 @@ class DeepAnalyzeExtension(ExtensionApp):
     def _default_runs_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "deepanalyze" / "runs")
 
+    user_models_dir = Unicode(
+        help="Folder of the user's own model settings (JupyterLab's Model settings; an owner-only "
+        "file). Default: {jupyter_data_dir}/deepanalyze/user-models.",
+    ).tag(config=True)
+
+    @default("user_models_dir")
+    def _default_user_models_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "deepanalyze" / "user-models")
+
     variables_timeout = Float(
         5.0,
         min=0.1,
@@ -61,6 +71,7 @@ class DeepAnalyzeExtension(ExtensionApp):
         self.model_registry = ModelRegistry(config)
         self.runs = RunManager(config, self.executors, Path(self.runs_dir), self.model_registry)
         self.models = ModelChoices(config, self.model_registry)
+        self.user_models = UserModelStore(Path(self.user_models_dir), config)
         assert self.serverapp.event_logger is not None
         self.serverapp.event_logger.add_listener(
             schema_id=KERNEL_ACTIONS_SCHEMA, listener=self.executors.on_kernel_action
@@ -68,7 +79,9 @@ class DeepAnalyzeExtension(ExtensionApp):
         self.log.info("DeepAnalyze %s: run logs in %s", __version__, self.runs_dir)
 
     def initialize_handlers(self) -> None:
-        services = Services(self.agent_config, self.runs, self.models, self.executors, self.variables_timeout)
+        services = Services(
+            self.agent_config, self.runs, self.models, self.executors, self.variables_timeout, self.user_models
+        )
         self.handlers.extend(routes(services))
 
     async def stop_extension(self) -> None:

@@ -33,8 +33,16 @@ from ..config import DeepAnalyze
 from .eventlog import RUN_ID_PATTERN
 from .inputs import InputError, data_files
 from .kernels import KernelExecutors, UnknownKernel, find_kernel
-from .models import ModelChoices, ModelNotAllowed
+from .models import ModelChoices, ModelNotAllowed, same_spec
 from .runs import KernelHasActiveRun, NotWaitingForApproval, Run, RunManager, RunRequest, UnknownRun
+from .user_models import (
+    BadUserModel,
+    UserModel,
+    UserModelRefused,
+    UserModelStore,
+    parse_user_model,
+    probe_user_model,
+)
 from .variables import VariablesUnavailable, kernel_variables
 
 AUTH_RESOURCE = "deepanalyze"
@@ -63,6 +71,8 @@ class Services:
     executors: KernelExecutors
     variables_timeout: float
     """Seconds a kernel may take to describe its variables."""
+    user_models: UserModelStore
+    """Each user's own model (JupyterLab's Model settings)."""
 
 
 class DeepAnalyzeHandlerMixin:
@@ -80,6 +90,9 @@ class DeepAnalyzeHandlerMixin:
         allowed = await ensure_async(handler.authorizer.is_authorized(self, handler.current_user, action, resource))
         if not allowed:
             raise web.HTTPError(403, f"User is not authorized to {action} on resource: {resource}.")
+
+    def user_model(self) -> UserModel | None:
+        return self.services.user_models.load()
 
     def find_run(self, run_id: str) -> Run:
         try:
@@ -161,7 +174,12 @@ class RunsHandler(DeepAnalyzeAPIHandler):
         try:
             target = await find_kernel(self.serverapp, notebook_path=notebook_path, kernel_id=kernel_id)
             services.runs.check_idle(target.kernel_id)
-            model = services.models.check(_optional_str(body, "model"))
+            requested = _optional_str(body, "model")
+            own = self.user_model()
+            if own is not None and requested and same_spec(requested, own.url):
+                model = own.url
+            else:
+                model, own = services.models.check(requested), None
             root = self.serverapp.root_dir
             allow_hidden = bool(getattr(self.serverapp.contents_manager, "allow_hidden", False))
             described = data_files(root, target.cwd, files, allow_hidden=allow_hidden)
@@ -184,6 +202,7 @@ class RunsHandler(DeepAnalyzeAPIHandler):
                     files=described,
                     variables=infos,
                     approval=approval,
+                    user_model=own,
                 )
             )
         except UnknownKernel as exc:
@@ -248,8 +267,68 @@ class ModelsHandler(DeepAnalyzeAPIHandler):
     @authorized
     async def get(self) -> None:
         models = self.services.models
-        choices = await models.describe()
-        self.reply({"default": models.default, "models": [c.to_json() for c in choices]})
+        choices = await models.describe(self.user_model())
+        self.reply({
+            "default": models.default,
+            "models": [c.to_json() for c in choices],
+            "user_models": self.services.config.allow_user_models,
+        })
+
+
+class UserModelBase(DeepAnalyzeAPIHandler):
+    """This user's own model (JupyterLab's Model settings); answers never hold the API key."""
+
+    def _store(self) -> Any:
+        store = self.services.user_models
+        try:
+            store.check_allowed()
+        except UserModelRefused as exc:
+            raise ApiError(403, str(exc)) from None
+        return store
+
+    def _settings(self) -> UserModel:
+        saved = self.user_model()
+        try:
+            model = parse_user_model(self.json_object(), keep_key=saved.api_key if saved else "")
+            self._store().check_allowed(model.url)
+        except BadUserModel as exc:
+            raise ApiError(400, str(exc)) from None
+        except UserModelRefused as exc:
+            raise ApiError(403, str(exc)) from None
+        return model
+
+
+class UserModelHandler(UserModelBase):
+    """``GET``, ``PUT``, ``DELETE /deepanalyze/user-model``: read, save or forget it."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        saved = self._store().load()
+        self.reply({"model": saved.public() if saved else None})
+
+    @web.authenticated
+    @authorized
+    async def put(self) -> None:
+        model = self._settings()
+        self._store().save(model)
+        self.reply({"model": model.public()})
+
+    @web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        self._store().delete()
+        self.reply({"model": None})
+
+
+class UserModelTestHandler(UserModelBase):
+    """``POST /deepanalyze/user-model/test``: try settings (``GET {url}/models``), unsaved."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        model = self._settings()
+        self.reply(await probe_user_model(model, self.services.config))
 
 
 class VariablesHandler(DeepAnalyzeAPIHandler):
@@ -322,6 +401,8 @@ def routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
         (rf"/deepanalyze/runs/{_RUN}/cancel", CancelHandler),
         (rf"/deepanalyze/runs/{_RUN}/approve", ApproveHandler),
         (r"/deepanalyze/models", ModelsHandler),
+        (r"/deepanalyze/user-model", UserModelHandler),
+        (r"/deepanalyze/user-model/test", UserModelTestHandler),
         (rf"/deepanalyze/kernels/{_KERNEL}/variables", VariablesHandler),
     ]
     return [(pattern, handler, {"services": services}) for pattern, handler in handlers]

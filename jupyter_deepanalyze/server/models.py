@@ -17,17 +17,37 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 from ..config import DeepAnalyze
-from ..llm import ChatModel, GenerationParams, Message, ModelError
+from ..llm import ChatModel, GenerationParams, Message, ModelError, ModelUnavailableError
 from ..llm.description import ModelDescription, describe
-from ..llm.registry import ModelRegistry
+from ..llm.registry import ModelRegistry, parse_spec
 from ..protocol import Dialect, dialect_for
+from .user_models import UserModel, probe_user_model
+
+NO_MODEL = (
+    "No model is configured: add one in the DeepAnalyze sidebar's Model settings, or ask the "
+    "server's administrator to set DeepAnalyze.model."
+)
+
+
+def where_to_set(spec: str, error: str | None) -> str | None:
+    """A probe's or a run's one-line reason in JupyterLab terms: where the model is set."""
+    if error is None:
+        return None
+    if parse_spec(spec).kind == "auto" and error.startswith("No model configured"):
+        return NO_MODEL  # the CLI's wording names --model
+    if "pip install" in error:
+        return f"{error} (in the environment JupyterLab runs from, then restart JupyterLab)."
+    return (
+        f"{error} This model is set by the server's configuration "
+        "(DeepAnalyze.model, DeepAnalyze.allowed_models)."
+    )
 
 
 class ModelNotAllowed(PermissionError):
     """The requested model is not one the server's configuration allows."""
 
 
-def _same_spec(a: str, b: str) -> bool:
+def same_spec(a: str, b: str) -> bool:
     return a.strip().rstrip("/") == b.strip().rstrip("/")
 
 
@@ -45,7 +65,7 @@ class ModelChoices:
     def allowed(self) -> list[str]:
         specs: list[str] = []
         for spec in (self.config.model, *self.config.allowed_models):
-            if spec.strip() and not any(_same_spec(spec, s) for s in specs):
+            if spec.strip() and not any(same_spec(spec, s) for s in specs):
                 specs.append(spec)
         return specs
 
@@ -54,7 +74,7 @@ class ModelChoices:
         if requested is None or not requested.strip():
             return self.default
         for spec in self.allowed():
-            if _same_spec(requested, spec):
+            if same_spec(requested, spec):
                 return spec
         raise ModelNotAllowed(
             f"Model {requested!r} is not allowed on this server; allowed: "
@@ -62,17 +82,31 @@ class ModelChoices:
             + " (an administrator can add models to DeepAnalyze.allowed_models)."
         )
 
-    async def describe(self) -> list[ModelDescription]:
-        """Every allowed model, described as ``jupyter deepanalyze models`` does; a model
-        this server has already loaded or started is available whatever its files say."""
+    async def describe(self, user_model: UserModel | None = None) -> list[ModelDescription]:
+        """Every allowed model, described as ``jupyter deepanalyze models`` does (a model this
+        server has already loaded or started is available whatever its files say), with
+        reasons in JupyterLab terms; then the user's own model from Model settings."""
         described = await asyncio.gather(*(describe(spec, self.config) for spec in self.allowed()))
-        if self.registry is None:
-            return list(described)
         registry = self.registry
-        return [
-            replace(d, available=True, error=None) if not d.available and registry.is_open(d.spec) else d
+        choices = [
+            replace(d, available=True, error=None)
+            if not d.available and registry is not None and registry.is_open(d.spec)
+            else replace(d, error=where_to_set(d.spec, d.error))
             for d in described
         ]
+        if user_model is not None and not any(same_spec(user_model.url, c.spec) for c in choices):
+            choices.append(await self.probe_user(user_model))
+        return choices
+
+    async def probe_user(self, user_model: UserModel) -> ModelDescription:
+        """The user's own model (from Model settings), probed with their key."""
+        result = await probe_user_model(user_model, self.config)
+        name = user_model.model_name or (result["models"][0] if result["models"] else "")
+        dialect = dialect_for(name, self.config.dialect).name
+        error = result.get("error")
+        if error:
+            error = f"{error} Change it in the sidebar's Model settings."
+        return ModelDescription(user_model.url, name, dialect, result["ok"], error, source="user")
 
 
 class OnDemandModel:
@@ -82,16 +116,32 @@ class OnDemandModel:
     managed vLLM, one copy of in-process weights); closing a run does not close them.
     """
 
-    def __init__(self, registry: ModelRegistry, spec: str) -> None:
+    def __init__(self, registry: ModelRegistry, spec: str, user_model: UserModel | None = None) -> None:
         self.registry = registry
         self.spec = spec
+        self.user_model = user_model  # the user's own model: a client of its own, with its key
         self.name = ""
         self.dialect: Dialect = dialect_for(registry.config.model_name, registry.config.dialect)
         self._model: ChatModel | None = None
 
     async def ready(self) -> None:
+        if self._model is None and self.user_model is not None:
+            model = self.user_model.open(self.registry.config)
+            try:
+                await model.ready()
+            except BaseException:
+                await model.aclose()
+                raise
+            self._model = model
+            self.name = model.name
+            self.dialect = model.dialect
         if self._model is None:
-            self._model = await self.registry.get(self.spec)
+            try:
+                self._model = await self.registry.get(self.spec)
+            except ModelUnavailableError as exc:
+                if parse_spec(self.spec).kind == "auto":
+                    raise ModelUnavailableError(NO_MODEL) from exc
+                raise
             self.name = self._model.name
             self.dialect = self._model.dialect
 
@@ -101,4 +151,6 @@ class OnDemandModel:
         return self._model.stream(messages, params)
 
     async def aclose(self) -> None:
-        """The registry owns the backend; it is closed with the server."""
+        """The registry owns shared backends (closed with the server); a user's own is closed here."""
+        if self.user_model is not None and self._model is not None:
+            await self._model.aclose()

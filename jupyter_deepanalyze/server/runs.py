@@ -30,6 +30,7 @@ from ..recorder import RunRecorder
 from .eventlog import EventLog, log_path, read_events
 from .kernels import KernelExecutors, KernelLease
 from .models import OnDemandModel
+from .user_models import UserModel
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class RunRequest:
     files: Sequence[DataFile] = ()
     variables: Sequence[VariableInfo] = ()
     approval: str = "auto"
+    user_model: UserModel | None = None  # the requesting user's own model (Model settings)
 
 
 @dataclass(eq=False)
@@ -225,7 +227,7 @@ class RunManager:
         self.check_idle(request.kernel_id)
         run = Run(run_id=new_run_id(), kernel_id=request.kernel_id)
         run._log = EventLog(self.log_dir, run.run_id)
-        model = OnDemandModel(self.models, request.model)
+        model = OnDemandModel(self.models, request.model, request.user_model)
         lease = KernelLease(self.executors, request.kernel_id)
         manual = request.approval == "manual"
         run.agent = Agent.from_config(

@@ -57,11 +57,38 @@ export interface IModelInfo {
   name: string;
   dialect: string;
   available: boolean;
+  /** Why it is unavailable, in JupyterLab terms (where to set it). */
+  error?: string;
+  /** `user`: the user's own model, from Model settings. */
+  source?: 'user';
 }
 
 export interface IModelList {
   default: string;
   models: IModelInfo[];
+  /** Whether users may add their own model (`DeepAnalyze.allow_user_models`). */
+  user_models?: boolean;
+}
+
+/** The user's own model as the server answers it: never the key. */
+export interface IUserModel {
+  url: string;
+  model_name: string;
+  has_api_key: boolean;
+}
+
+/** What Model settings sends; an absent `api_key` keeps the saved one. */
+export interface IUserModelSettings {
+  url: string;
+  model_name?: string;
+  api_key?: string;
+}
+
+/** `GET {url}/models` through the server, with the key. */
+export interface IModelTest {
+  ok: boolean;
+  models: string[];
+  error?: string;
 }
 
 export interface IVariableInfo {
@@ -123,6 +150,28 @@ export class DeepAnalyzeClient {
 
   listModels(): Promise<IModelList> {
     return this._request('models');
+  }
+
+  async getUserModel(): Promise<IUserModel | null> {
+    return (await this._request<{ model: IUserModel | null }>('user-model'))
+      .model;
+  }
+
+  async saveUserModel(settings: IUserModelSettings): Promise<IUserModel> {
+    const reply = await this._request<{ model: IUserModel }>('user-model', {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(settings)
+    });
+    return reply.model;
+  }
+
+  async deleteUserModel(): Promise<void> {
+    await this._request('user-model', { method: 'DELETE' });
+  }
+
+  testUserModel(settings: IUserModelSettings): Promise<IModelTest> {
+    return this._post('user-model/test', settings);
   }
 
   async listVariables(kernelId: string): Promise<IVariableInfo[]> {

@@ -86,6 +86,19 @@ export class AssistantModel extends VDomModel {
     return this._models;
   }
 
+  /** Whether the server lets users add their own model (Model settings). */
+  get userModels(): boolean {
+    return this._userModels;
+  }
+
+  /** Lists the models again and, when given, picks `spec` (a model just saved). */
+  async reloadModels(pick?: string): Promise<void> {
+    await this.loadModels();
+    if (pick) {
+      this.selectedModel = pick;
+    }
+  }
+
   get modelsError(): string | null {
     return this._modelsError;
   }
@@ -118,6 +131,7 @@ export class AssistantModel extends VDomModel {
       const list = await this.client.listModels();
       this._models = list.models;
       this._serverDefaultModel = list.default;
+      this._userModels = list.user_models ?? false;
       this._modelsError = null;
     } catch (error) {
       this._models = [];
@@ -147,5 +161,6 @@ export class AssistantModel extends VDomModel {
   private _models: IModelInfo[] = [];
   private _modelsError: string | null = null;
   private _pickedModel = '';
+  private _userModels = false;
   private _serverDefaultModel = '';
 }

@@ -20,6 +20,7 @@ import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import type { AssistantModel } from './assistant';
 import type { Labels } from './labels';
+import { editModelSettings } from './modelSettings';
 import { type LabNotebooks, notebookTarget } from './notebooks';
 import { lastRunIn, removeRunCells } from './runCells';
 import type { RunRecordStore } from './session';
@@ -28,7 +29,8 @@ export const CommandIds = {
   open: 'deepanalyze:open',
   analyzeDataframe: 'deepanalyze:analyze-dataframe',
   generateReport: 'deepanalyze:generate-report',
-  removeLastRun: 'deepanalyze:remove-last-run'
+  removeLastRun: 'deepanalyze:remove-last-run',
+  modelSettings: 'deepanalyze:model-settings'
 } as const;
 
 export interface ICommandsOptions {
@@ -112,8 +114,23 @@ export function registerCommands(options: ICommandsOptions): void {
     }
   });
 
+  commands.addCommand(CommandIds.modelSettings, {
+    label: labels.modelSettingsCommand,
+    caption: labels.modelSettings,
+    icon,
+    isEnabled: () => model.userModels,
+    execute: async () => {
+      const saved = await editModelSettings(model.client, labels);
+      if (saved !== null) {
+        await model.reloadModels(saved || undefined);
+      }
+    }
+  });
+
   commands.addCommand(CommandIds.generateReport, {
-    label: labels.generateReportCommand,
+    label: args =>
+      args.isLauncher ? labels.launcherReport : labels.generateReportCommand,
+    icon,
     caption: labels.generateReportCaption,
     isEnabled: () => !model.busy,
     execute: async (args: ReadonlyPartialJSONObject) => {

@@ -5,7 +5,7 @@
 
 import { LabIcon } from '@jupyterlab/ui-components';
 
-const SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
+export const DEEPANALYZE_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
   <g class="jp-icon3" fill="#616161">
     <path d="M4 19h16v2H4z"/>
     <path d="M5 11h3v7H5zM10.5 7h3v11h-3zM16 13h3v5h-3z"/>
@@ -15,5 +15,5 @@ const SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" view
 
 export const deepAnalyzeIcon = new LabIcon({
   name: 'jupyter-deepanalyze:icon',
-  svgstr: SVG
+  svgstr: DEEPANALYZE_SVG
 });

@@ -14,6 +14,7 @@ import {
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
+import { ILauncher } from '@jupyterlab/launcher';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
@@ -22,8 +23,8 @@ import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 
 import { DeepAnalyzeClient } from './api';
 import { AssistantModel } from './assistant';
-import { registerCommands } from './commands';
-import { deepAnalyzeIcon } from './icon';
+import { CommandIds, registerCommands } from './commands';
+import { DEEPANALYZE_SVG, deepAnalyzeIcon } from './icon';
 import { labelsFor } from './labels';
 import { LabNotebooks } from './notebooks';
 import { AssistantPanel, PANEL_ID } from './panel';
@@ -51,7 +52,8 @@ const assistantPlugin: JupyterFrontEndPlugin<void> = {
     ICommandPalette,
     ILayoutRestorer,
     ITranslator,
-    IEditorLanguageRegistry
+    IEditorLanguageRegistry,
+    ILauncher
   ],
   activate: async (
     app: JupyterFrontEnd,
@@ -62,7 +64,8 @@ const assistantPlugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null,
     translator: ITranslator | null,
-    languages: IEditorLanguageRegistry | null
+    languages: IEditorLanguageRegistry | null,
+    launcher: ILauncher | null
   ): Promise<void> => {
     const labels = labelsFor(
       (translator ?? nullTranslator).load(TRANSLATION_DOMAIN)
@@ -104,6 +107,16 @@ const assistantPlugin: JupyterFrontEndPlugin<void> = {
       icon: deepAnalyzeIcon,
       panelId: PANEL_ID,
       palette
+    });
+
+    // A launcher card: a new notebook with a DeepAnalyze report, asked for by question.
+    // The Notebook section draws its cards' icons from an image URL (as for kernels).
+    launcher?.add({
+      command: CommandIds.generateReport,
+      args: { isLauncher: true },
+      category: 'Notebook',
+      rank: 50,
+      kernelIconUrl: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(DEEPANALYZE_SVG)}`
     });
 
     void model.loadModels();

@@ -27,6 +27,27 @@ export function labelsFor(trans: TranslationBundle) {
     // ---- sidebar: options
     model: trans.__('Model'),
     unavailableModel: (name: string) => trans.__('%1 (unavailable)', name),
+    unavailableReason: (name: string, reason: string) =>
+      trans.__('%1 is unavailable: %2', name, reason),
+
+    // ---- Model settings (the user's own model)
+    modelSettings: trans.__('Model settings'),
+    modelSettingsCommand: trans.__('DeepAnalyze: Model settings…'),
+    modelSettingsIntro: trans.__(
+      'Add an OpenAI-compatible model server (vLLM, SGLang, Ollama, llama.cpp server, a cloud API). The API key is kept on the Jupyter server, readable by your account only, and never sent back to the browser or to a kernel.'
+    ),
+    modelUrl: trans.__('Model server URL'),
+    servedModelName: trans.__('Served model name'),
+    servedModelNamePlaceholder: trans.__('optional: the first one it serves'),
+    apiKey: trans.__('API key'),
+    apiKeyPlaceholder: trans.__('optional'),
+    apiKeyKept: trans.__('kept on the server: type a new one to replace it'),
+    testModel: trans.__('Test'),
+    testingModel: trans.__('Asking the server for its models…'),
+    modelAnswers: (models: string) => trans.__('It answers and serves: %1', models),
+    modelDoesNotAnswer: (reason: string) => trans.__('It does not answer: %1', reason),
+    removeModel: trans.__('Remove'),
+    saveModel: trans.__('Save'),
     askBeforeRunning: trans.__('Ask before running code'),
 
     // ---- sidebar: dataframes
@@ -161,6 +182,7 @@ export function labelsFor(trans: TranslationBundle) {
 
     // ---- commands
     openAssistant: trans.__('DeepAnalyze: Open assistant'),
+    launcherReport: trans.__('DeepAnalyze report'),
     openAssistantCaption: trans.__('Open the DeepAnalyze assistant'),
     analyzeDataframeCommand: trans.__('DeepAnalyze: Analyze dataframe…'),
     analyzeDataframeCaption: trans.__(

@@ -146,7 +146,11 @@ export class RunMaterializer {
     this._applied.add(event.seq);
     switch (event.type) {
       case 'cell':
-        transact(this.target, () => this._createCell(event));
+        this._cellEvent(event);
+        break;
+      case 'delta':
+      case 'segment':
+        this._modelSpoke();
         break;
       case 'output':
         if (event.update) {
@@ -162,7 +166,8 @@ export class RunMaterializer {
         transact(this.target, () => this._finishExecution(event));
         break;
       default:
-        // run_started, delta and segment belong to chat views, never to cells, and
+        // run_started belongs to chat views, never to cells (so do delta and segment,
+        // which only say the model has spoken), and
         // so do approval_required (its cell already exists, un-run), artifacts (the
         // report cell links the files it wants to show) and run_finished (a run that
         // ends early says so in a `status` cell event of its own).
@@ -179,6 +184,34 @@ export class RunMaterializer {
   /** How many of the run's cells it found in the notebook already and adopted. */
   get adopted(): number {
     return this._ownCells.size - this._created;
+  }
+
+  /**
+   * A run's title waits for the model's first words: a run that fails before them (no
+   * model, a bad key) or is cancelled then leaves no cell in the notebook; the sidebar
+   * says why. Its closing `status` cell is then dropped with the title.
+   */
+  private _cellEvent(event: ICellEvent): void {
+    const role = event.metadata.deepanalyze?.role;
+    if (!this._spoke && role === 'title') {
+      this._heldTitle = event;
+      return;
+    }
+    if (!this._spoke && role === 'status') {
+      this._heldTitle = null;
+      return;
+    }
+    this._modelSpoke();
+    transact(this.target, () => this._createCell(event));
+  }
+
+  private _modelSpoke(): void {
+    this._spoke = true;
+    const title = this._heldTitle;
+    if (title !== null) {
+      this._heldTitle = null;
+      transact(this.target, () => this._createCell(title));
+    }
   }
 
   private _createCell(event: ICellEvent): void {
@@ -376,6 +409,8 @@ export class RunMaterializer {
   /** Cells whose outputs a `clear_output(wait=True)` clears at their next output. */
   private readonly _clearPending = new Set<string>();
   private _created = 0;
+  private _spoke = false;
+  private _heldTitle: ICellEvent | null = null;
   private readonly _conflicts = new Set<string>();
   private readonly _anchorCellId: string | null;
   private _lastCellId: string | null = null;

@@ -125,14 +125,36 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
                 key={info.spec}
                 value={info.spec}
                 disabled={!info.available}
+                title={info.error ? `${info.spec}: ${info.error}` : info.spec}
               >
                 {info.available
-                  ? info.name
-                  : labels.unavailableModel(info.name)}
+                  ? info.name || info.spec
+                  : labels.unavailableModel(info.name || info.spec)}
               </option>
             ))}
           </select>
+          {model.userModels && (
+            <button
+              className="jp-DeepAnalyze-linkButton"
+              aria-label={labels.modelSettings}
+              title={labels.modelSettings}
+              disabled={model.busy}
+              onClick={() => void this.commands.execute(CommandIds.modelSettings)}
+            >
+              ⚙
+            </button>
+          )}
         </label>
+        {model.models
+          .filter(info => !info.available && info.error)
+          .map(info => (
+            <div
+              key={info.spec}
+              className="jp-DeepAnalyze-hint jp-DeepAnalyze-modelProblem"
+            >
+              {labels.unavailableReason(info.name || info.spec, info.error!)}
+            </div>
+          ))}
         {model.modelsError && (
           <div className="jp-DeepAnalyze-error" role="alert">
             {model.modelsError}
@@ -198,11 +220,11 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
       <li
         key={variable.name}
         className="jp-DeepAnalyze-variable"
-        title={columns}
+        title={`${variable.type}: ${columns}`}
       >
         <code className="jp-DeepAnalyze-variableName">{variable.name}</code>
         <span className="jp-DeepAnalyze-variableInfo">
-          {variable.type} {formatShape(variable.shape)}
+          {shortType(variable.type)} {formatShape(variable.shape)}
         </span>
         <button
           className="jp-mod-styled jp-DeepAnalyze-analyze"
@@ -424,4 +446,9 @@ function QuestionBox(props: IQuestionBoxProps): React.ReactElement {
       </div>
     </div>
   );
+}
+
+/** `pandas.DataFrame` → `DataFrame`: the list is narrow; the full name is in the tooltip. */
+export function shortType(type: string): string {
+  return type.slice(type.lastIndexOf('.') + 1);
 }

@@ -61,6 +61,47 @@ describe('RunMaterializer', () => {
     });
   });
 
+  it('inserts no cell for a run that fails before the model says anything', () => {
+    const notebook = userNotebook();
+    const run = new RunEvents(RUN)
+      .started()
+      .markdown(0, 'title', '# What is in df?')
+      .markdown(1, 'status', '**Run failed:** No model configured')
+      .finished('failed', 'No model configured');
+    const materializer = new RunMaterializer(notebook, {
+      runId: RUN,
+      anchorCellId: 'user-load'
+    });
+
+    materializer.applyAll(run.events);
+
+    expect(cellsJSON(notebook)).toEqual(cellsJSON(userNotebook()));
+    expect(materializer.created).toBe(0);
+  });
+
+  it("inserts the title once the model's first words arrive", () => {
+    const notebook = userNotebook();
+    const run = new RunEvents(RUN)
+      .started()
+      .markdown(0, 'title', '# What is in df?');
+    const materializer = new RunMaterializer(notebook, {
+      runId: RUN,
+      anchorCellId: 'user-load'
+    });
+    materializer.applyAll(run.events);
+    expect(materializer.created).toBe(0);
+
+    run.push({ type: 'delta', step: 1, text: 'I will' });
+    materializer.applyAll(run.events);
+
+    expect(cellsJSON(notebook).map(c => c.id)).toEqual([
+      'user-intro',
+      'user-load',
+      run.cellId(0),
+      'user-end'
+    ]);
+  });
+
   it('creates cells only from cell events', () => {
     const notebook = userNotebook();
     const run = new RunEvents(RUN).started();
@@ -138,6 +179,7 @@ describe('RunMaterializer', () => {
   it('keeps inserting below its own latest cell while the user adds cells elsewhere', () => {
     const notebook = userNotebook();
     const run = new RunEvents(RUN).started().markdown(0, 'title', '# Q');
+    run.push({ type: 'delta', step: 1, text: 'Pl' }); // the model has spoken
     const materializer = new RunMaterializer(notebook, {
       runId: RUN,
       anchorCellId: 'user-intro'

@@ -143,7 +143,13 @@ def script(llm: ScriptedLLM) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def lab(llm: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab_args() -> list[str]:
+    """Extra ``jupyter lab`` arguments of a test module (each replaces a default of the same option)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def lab(llm: ScriptedLLM, lab_args: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """``jupyter lab`` with the extension, pointed at the scripted model."""
     base = tmp_path_factory.mktemp("lab")
     root = base / "root"
@@ -191,6 +197,8 @@ def lab(llm: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         f"--DeepAnalyze.model={llm.url}",
         "--DeepAnalyze.execution_timeout=120",
     ]
+    overridden = {arg.split("=", 1)[0] for arg in lab_args}
+    command = [arg for arg in command if arg.split("=", 1)[0] not in overridden] + lab_args
     log = log_path.open("w")
     process = subprocess.Popen(
         command, cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

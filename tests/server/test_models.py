@@ -36,7 +36,8 @@ async def test_models_lists_the_configured_and_allowed_models_and_which_answer(
     }
     assert unreachable["spec"] == unreachable_model
     assert unreachable["available"] is False
-    assert unreachable["error"].startswith(f"No model server at {unreachable_model}: start one with `vllm serve")
+    assert unreachable["error"].startswith(f"No model server at {unreachable_model}: start it")
+    assert unreachable["error"].endswith("(DeepAnalyze.model, DeepAnalyze.allowed_models).")  # where to set it
     assert "\n" not in unreachable["error"]  # one line, no traceback
     assert llm.requests == []  # probed with GET /models only, never a chat request
     assert llm.model_list_calls == 1

@@ -137,6 +137,6 @@ async def test_an_unreachable_model_fails_the_run_with_one_clear_line(
     events = await api.watch(run_id)
     finished = events[-1]
     assert finished["type"] == "run_finished" and finished["status"] == "failed"
-    assert finished["error"].startswith(f"No model server at {unreachable_model}: start one with `vllm serve")
+    assert finished["error"].startswith(f"No model server at {unreachable_model}: start it")
     assert "\n" not in finished["error"] and "Traceback" not in finished["error"]
     assert (await api.call("GET", "runs", run_id)).body["status"] == "failed"
