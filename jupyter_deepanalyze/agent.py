@@ -35,7 +35,7 @@ from .events import (
     new_run_id,
 )
 from .execution import DeadKernelError, ExecutionFailure, Executor
-from .llm import ChatModel, GenerationParams, ModelError
+from .llm import ChatModel, GenerationParams, ModelError, ModelUnavailableError, StreamCutOff
 from .outputs import ClearOutputs, OutputChange
 from .protocol import (
     CODE_CLOSE,
@@ -243,7 +243,7 @@ class Agent:
 
     async def _loop(self) -> str | None:
         for _ in range(self.max_rounds):
-            turn, segments = await self._model_turn()
+            turn, segments = await self._finished_turn()
             report = next((s for s in segments if s.tag == "Answer"), None)
             code = next((s for s in segments if s.tag == "Code"), None)
             if not turn.strip():
@@ -261,6 +261,26 @@ class Agent:
             self.messages.append({"role": "assistant", "content": turn})
             self.messages.append(self.model.dialect.execute_message(feedback))
         raise _RunEnded("max_rounds")
+
+    async def _finished_turn(self) -> tuple[str, list[Segment]]:
+        """A model turn whose stream ended properly, asked for again once if it broke off.
+
+        What a cut-off stream sent is never acted on (PROTOCOL.md, "A turn that did not
+        finish"): a code block it left open is not run, an answer it left open does not end
+        the run. The steps it finished stay shown, followed by a status cell saying so.
+        """
+        try:
+            return await self._model_turn()
+        except StreamCutOff as cut:
+            first = str(cut)
+            log.warning("run %s: %s Asking again.", self.run_id, first)
+            self._cell("status", "markdown", f"*{first} What it sent is not used: the model is asked again.*")
+        try:
+            return await self._model_turn()
+        except StreamCutOff as cut:
+            raise _RunEnded("failed", f"{cut} It broke off twice; none of the cut-off code was run.") from None
+        except ModelUnavailableError:
+            raise _RunEnded("failed", f"{first} Asked again, it did not answer.") from None
 
     async def _model_turn(self) -> tuple[str, list[Segment]]:
         """Stream one turn; emit deltas, segments and cells; stop after the first code block."""
@@ -304,6 +324,17 @@ class Agent:
                 if handle(parser.feed(chunk)):
                     ended = True
                     break
+        except StreamCutOff:
+            # What streamed was shown as it came; its unfinished step is closed for the
+            # sinks (a step of its own, never a cell) and nothing of it is acted on.
+            rest = parser.close()
+            pending.extend(item for item in rest if isinstance(item, SegmentDelta))
+            flush()
+            unfinished = [item for item in rest if isinstance(item, Segment)]
+            for segment in unfinished:
+                self._step += 1
+                self._make(SegmentFinished, step=self._step, tag=segment.tag, text=segment.text)
+            raise
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         turn = "".join(chunks)
