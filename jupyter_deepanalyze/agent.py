@@ -2,7 +2,9 @@
 
 Owns ``Agent.run(task)``: model turn → segments → (approval) → execute → feedback,
 until ``<Answer>``, ``max_rounds``, cancellation or a failure. Every ending is a
-``run_finished`` event; no exception escapes as a traceback.
+``run_finished`` event; no exception escapes as a traceback. Everything a run produces
+passes one ``sanitize.Redactor`` on its way out (events) and back to the model
+(feedback, turns): configured secrets read ``***``, lone surrogates U+FFFD.
 
 Must not know about HTTP, the browser or files.
 """
@@ -46,7 +48,9 @@ from .protocol import (
     VariableInfo,
     extract_code,
     format_size,
+    replace_code,
 )
+from .sanitize import Redactor, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,7 @@ class Agent:
         approval: ApprovalHook | None = None,
         run_id: str | None = None,
         kernel_id: str | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.model = model
         self.executor = executor
@@ -113,6 +118,7 @@ class Agent:
         self.messages: list[dict[str, str]] = []
         self.status: str | None = None
         self._events = EventSequence(self.run_id)
+        self._redactor = Redactor(secrets)
         self._emit: Callable[[Event], None] = lambda event: None
         self._worker: asyncio.Task[None] | None = None
         self._started = False  # the worker's coroutine has begun (it can take a cancel)
@@ -131,6 +137,7 @@ class Agent:
             "temperature": config.temperature,
             "max_tokens": config.max_tokens,
         }
+        options["secrets"] = (*config.secrets(), *options.get("secrets", ()))
         return cls(model, executor, **{**settings, **options})
 
     # ------------------------------------------------------------------ public
@@ -167,7 +174,7 @@ class Agent:
     # ------------------------------------------------------------------ the loop
 
     def _make(self, cls: type[Event], **fields: Any) -> Event:
-        event = self._events.make(cls, **fields)
+        event = self._events.make(cls, **{name: self._redactor.value(value) for name, value in fields.items()})
         self._emit(event)
         return event
 
@@ -201,7 +208,7 @@ class Agent:
                 self._title_cell(task)
             dialect = self.model.dialect
             self.messages = dialect.initial_messages(
-                dialect.first_message(task.question, task.files, task.variables)
+                dialect.first_message(self._redactor.text(task.question), task.files, task.variables)
             )
             report_cell_id = await self._loop()
             status = "completed"
@@ -248,18 +255,19 @@ class Agent:
             code = next((s for s in segments if s.tag == "Code"), None)
             if not turn.strip():
                 raise _RunEnded("failed", "The model returned an empty turn.")
+            turn = self._redactor.text(turn)
             if report is not None:
                 self.messages.append({"role": "assistant", "content": turn})
                 return self._report_cell_id
             if code is None:
                 self.messages.append({"role": "assistant", "content": turn})
                 continue
-            ran_code, feedback = await self._execute(self._code_cell_id, extract_code(code.text))
             original = extract_code(code.text)
-            if ran_code != original:  # the model is told what really ran
-                turn = turn.replace(original, ran_code, 1)
+            ran_code, feedback = await self._execute(self._code_cell_id, original)
+            if ran_code != original:  # the model is told what really ran, and only that changes
+                turn = replace_code(turn, ran_code)
             self.messages.append({"role": "assistant", "content": turn})
-            self.messages.append(self.model.dialect.execute_message(feedback))
+            self.messages.append(self.model.dialect.execute_message(self._redactor.text(feedback)))
         raise _RunEnded("max_rounds")
 
     async def _finished_turn(self) -> tuple[str, list[Segment]]:
@@ -319,7 +327,8 @@ class Agent:
         stream = self.model.stream(self.messages, self.params)
         ended = False
         try:
-            async for chunk in stream:
+            async for piece in stream:
+                chunk = clean_text(piece)
                 chunks.append(chunk)
                 if handle(parser.feed(chunk)):
                     ended = True

@@ -204,6 +204,57 @@ def extract_code(block: str) -> str:
     return content[start:end].strip()
 
 
+def _code_span(block: str) -> tuple[int, int, bool]:
+    """Where ``extract_code(block)`` sits in ``block`` (start, end), and whether it is
+    inside a fence whose opening line ended with a newline."""
+    lead = len(block) - len(block.lstrip())
+    content = block.strip()
+    opening = _FENCE.search(content)
+    if opening is None:
+        return lead, lead + len(content), False
+    start = opening.end()
+    language = _FENCE_LANGUAGE.match(content, start)
+    if language is not None:
+        start = language.end()
+    closing = _FENCE.search(content, start)
+    end = closing.start() if closing is not None else len(content)
+    inner = content[start:end]
+    if not inner.strip():
+        return lead + start, lead + end, language is not None
+    left = len(inner) - len(inner.lstrip())
+    return lead + start + left, lead + start + len(inner.rstrip()), language is not None
+
+
+def replace_code(turn: str, code: str) -> str:
+    """``turn`` with the code of its first ``<Code>`` block replaced by ``code``.
+
+    Only the code changes: the block keeps its form (the fence and its language word, or
+    none) and every other character of the turn stays, even where the old code also
+    appears (quoted in ``<Analyze>``). The first ``<Code>`` in the text always opens the
+    first code block (every other tag is closed by it). An empty block gets the code on
+    lines of its own.
+    """
+    code = code.strip()
+    opening = turn.find("<Code>")
+    if opening == -1:
+        return turn
+    body = opening + len("<Code>")
+    closing = turn.find(CODE_CLOSE, body)
+    end = closing if closing != -1 else len(turn)
+    block = turn[body:end]
+    if not block.strip():
+        replaced = f"\n{code}\n"
+    else:
+        start, stop, after_newline = _code_span(block)
+        inserted = code
+        if not block[start:stop].strip():  # an empty fence: the code on its own lines
+            inserted = f"{code}\n" if after_newline else f"\n{code}\n"
+        replaced = block[:start] + inserted + block[stop:]
+        if extract_code(replaced) != code:  # code that would break the fence (it holds ```)
+            replaced = f"\n{code}\n"
+    return turn[:body] + replaced + turn[end:]
+
+
 def first_code_block(text: str) -> str | None:
     """Content of the first ``<Code>…</Code>`` block of a turn, or None."""
     for segment in parse_segments(text):

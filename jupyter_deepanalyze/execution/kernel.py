@@ -26,7 +26,7 @@ from typing import Any
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 
-from ..config import default_feedback_options
+from ..config import SECRET_ENVIRONMENT, default_feedback_options
 from ..feedback import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from ..outputs import OutputAccumulator, OutputSync
 from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
@@ -119,7 +119,8 @@ class KernelExecutor:
         transport: str = "ipc",
         **options: Any,
     ) -> KernelExecutor:
-        """Start a new kernel (owned by the executor) in ``cwd``.
+        """Start a new kernel (owned by the executor) in ``cwd``, with this process's
+        environment less its secrets (``config.SECRET_ENVIRONMENT``) and plus ``env``.
 
         ``transport="ipc"`` (the default) talks over Unix sockets in the Jupyter runtime
         directory: no TCP port is opened and nothing else on the host can connect.
@@ -129,7 +130,8 @@ class KernelExecutor:
             runtime = Path(jupyter_runtime_dir())
             runtime.mkdir(parents=True, exist_ok=True)
             manager.ip = str(runtime / f"deepanalyze-{uuid.uuid4().hex[:12]}")
-        kernel_env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", **(env or {})}
+        inherited = {name: value for name, value in os.environ.items() if name not in SECRET_ENVIRONMENT}
+        kernel_env = {**inherited, "PYDEVD_DISABLE_FILE_VALIDATION": "1", **(env or {})}
         try:
             await manager.start_kernel(cwd=str(cwd) if cwd else None, env=kernel_env)
         except Exception as exc:  # no such kernel spec, bad cwd, …

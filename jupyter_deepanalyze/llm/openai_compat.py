@@ -99,7 +99,8 @@ class OpenAICompatModel:
         if response.status_code == 401 or response.status_code == 403:
             raise ModelError(
                 f"The model server at {self.base_url} refused the request "
-                f"(HTTP {response.status_code}): set DEEPANALYZE_API_KEY."
+                f"(HTTP {response.status_code}): check its API key "
+                f"(DEEPANALYZE_API_KEY for the default model, DeepAnalyze.api_keys for others)."
             )
         if response.status_code != 200:
             raise NoModelList(
@@ -314,7 +315,8 @@ class OpenAICompatModel:
         if response.status_code in (401, 403):
             raise ModelError(
                 f"The model server at {self.base_url} refused the request "
-                f"(HTTP {response.status_code}): set DEEPANALYZE_API_KEY."
+                f"(HTTP {response.status_code}): check its API key "
+                f"(DEEPANALYZE_API_KEY for the default model, DeepAnalyze.api_keys for others)."
             )
         if response.status_code == 404 and "model" in message.lower():
             raise ModelError(

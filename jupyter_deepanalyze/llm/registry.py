@@ -90,6 +90,23 @@ async def resolve_spec(spec: str) -> ModelSpec:
     )
 
 
+def api_key_for(config: DeepAnalyze, base_url: str) -> str:
+    """The key to send to the model server at ``base_url``: its own from
+    ``DeepAnalyze.api_keys``, else ``DeepAnalyze.api_key`` when it is the default model's
+    server (``DeepAnalyze.model``, or the address ``auto`` stands for), else none: a key goes
+    only to the endpoint it was configured for."""
+    wanted = base_url.strip().rstrip("/")
+    for spec, key in config.api_keys.items():
+        if spec.strip().rstrip("/") == wanted:
+            return key
+    try:
+        default = parse_spec(config.model)
+    except UnknownModelSpec:
+        return ""
+    default_url = default.target if default.kind == "openai" else DEFAULT_BASE_URL if default.kind == "auto" else None
+    return config.api_key if wanted == default_url else ""
+
+
 def local_name(spec: ModelSpec, config: DeepAnalyze) -> str:
     """The name of an in-process or managed model: ``model_name``, else the file or folder name."""
     return config.model_name or Path(spec.target.rstrip("/")).name.removesuffix(".gguf") or spec.target
@@ -101,7 +118,7 @@ def create_model(spec: ModelSpec, config: DeepAnalyze) -> ChatModel:
         return OpenAICompatModel(
             spec.target,
             model_name=config.model_name,
-            api_key=config.api_key,
+            api_key=api_key_for(config, spec.target),
             dialect=config.dialect,
             request_timeout=config.request_timeout,
         )

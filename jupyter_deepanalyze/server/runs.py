@@ -237,6 +237,7 @@ class RunManager:
             approval=run.request_approval if manual else None,
             run_id=run.run_id,
             kernel_id=request.kernel_id,
+            secrets=(request.user_model.api_key,) if request.user_model else (),
         )
         task = Task(request.question, tuple(request.files), tuple(request.variables))
         self._active[request.kernel_id] = run
