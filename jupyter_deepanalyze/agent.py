@@ -69,6 +69,8 @@ class Task:
     question: str
     files: Sequence[DataFile] = ()
     variables: Sequence[VariableInfo] = ()
+    more_files: int = 0
+    """Data files left out of ``files`` (a bounded listing): the model is told how many."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ class Agent:
                 self._title_cell(task)
             dialect = self.model.dialect
             self.messages = dialect.initial_messages(
-                dialect.first_message(self._redactor.text(task.question), task.files, task.variables)
+                dialect.first_message(self._redactor.text(task.question), task.files, task.variables, task.more_files)
             )
             report_cell_id = await self._loop()
             status = "completed"
@@ -233,7 +235,8 @@ class Agent:
         lines = [f"## DeepAnalyze: {task.question.strip()}", ""]
         if task.files:
             listed = ", ".join(f"`{f.name}` ({format_size(f.size_bytes)})" for f in task.files)
-            lines.append(f"**Data:** {listed}  ")
+            more = f" and {task.more_files} more files" if task.more_files else ""
+            lines.append(f"**Data:** {listed}{more}  ")
         if task.variables:
             lines.append("**Variables:** " + ", ".join(f"`{v.name}`" for v in task.variables) + "  ")
         lines.append(f"**Model:** {self.model.name or self.model.spec}")

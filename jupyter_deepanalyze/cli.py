@@ -48,7 +48,7 @@ from .llm import ChatModel, ModelError
 from .llm.registry import UnknownModelSpec, open_model
 from .recorder import RunRecorder, record_run
 from .terminal import CtrlC, Progress
-from .workspace import WorkspaceError, list_data_files, stage_inputs
+from .workspace import WorkspaceError, data_listing, stage_inputs
 
 MODEL_ALIASES: dict[str, str] = {"model": "DeepAnalyze.model", "model-name": "DeepAnalyze.model_name"}
 RUN_ALIASES: dict[str, str] = {
@@ -142,7 +142,8 @@ class ReportApp(DeepAnalyzeCommand):
                     config, model, self.kernel_name, question, folder, names, progress, stderr
                 )
             else:
-                task = Task(question=question, files=list_data_files(folder, names))
+                listing = data_listing(folder, names)
+                task = Task(question=question, files=listing.files, more_files=listing.more)
                 progress.line(f"run folder {folder}/ ({len(task.files)} data files)")
                 executor = await KernelExecutor.start(
                     self.kernel_name, cwd=folder.resolve(), feedback=config.feedback_options()

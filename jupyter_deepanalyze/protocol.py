@@ -326,13 +326,16 @@ def build_first_message(
     variables: Sequence[VariableInfo] = (),
     *,
     columns: bool = False,
+    more_files: int = 0,
 ) -> str:
     """The one user message of a run (no system prompt for the native model).
 
     ``columns`` adds each file's known header to its entry (not in the reference format).
+    ``more_files`` counts files left out of a bounded listing: a line after the entries
+    says how many (the reference lists every file of its small upload folder).
     """
     message = f"# Instruction\n{instruction.strip()}"
-    if not files and not variables:
+    if not files and not variables and not more_files:
         return message
     data = ""
     for index, data_file in enumerate(sorted(files, key=lambda f: f.name), start=1):
@@ -342,6 +345,8 @@ def build_first_message(
             hidden = len(data_file.columns) - len(shown)
             entry["columns"] = ", ".join(shown) + (f", ... {hidden} more" if hidden > 0 else "")
         data += f"File {index}:\n{json.dumps(entry, indent=4, ensure_ascii=False)}\n\n"
+    if more_files:
+        data += f"... and {more_files} more files\n\n"
     if variables:
         data += "Variables already defined in the running Python session:\n"
         for index, variable in enumerate(variables, start=1):
@@ -388,9 +393,15 @@ class Dialect:
     """The first message names each data file's columns (small models need them spelled out)."""
 
     def first_message(
-        self, instruction: str, files: Sequence[DataFile] = (), variables: Sequence[VariableInfo] = ()
+        self,
+        instruction: str,
+        files: Sequence[DataFile] = (),
+        variables: Sequence[VariableInfo] = (),
+        more_files: int = 0,
     ) -> str:
-        return build_first_message(instruction, files, variables, columns=self.describe_columns)
+        return build_first_message(
+            instruction, files, variables, columns=self.describe_columns, more_files=more_files
+        )
 
     def initial_messages(self, first_message: str) -> list[dict[str, str]]:
         messages = [dict(m) for m in self.examples] + [{"role": "user", "content": first_message}]

@@ -40,6 +40,7 @@ from ..execution.inprocess import (
 from ..llm import ModelError
 from ..llm.registry import open_model
 from ..recorder import RunRecorder
+from ..workspace import DataListing
 from .line import MagicArguments, describe_variables, working_directory_files
 from .result import AnalysisResult, forget_after_cell
 from .views import LiveDisplay, TextProgress
@@ -215,8 +216,8 @@ def run_analysis(
     if not arguments.variables and arguments.question in shell.user_ns and arguments.question.isidentifier():
         raise UsageError(f'%analyze needs a question after the variables: %analyze {arguments.question} "…"')
     variables = describe_variables(shell.user_ns, arguments.variables)
-    files = [] if variables else working_directory_files()
-    task = Task(arguments.question, files, variables)
+    listing = DataListing([]) if variables else working_directory_files()
+    task = Task(arguments.question, listing.files, variables, listing.more)
     if arguments.max_rounds is not None:
         try:
             settings.max_rounds = arguments.max_rounds

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Unicode, default
+from traitlets import Float, Int, Unicode, default
 
 from .._version import __version__
 from ..config import DeepAnalyze, take_secrets_from_environment
@@ -61,6 +61,12 @@ class DeepAnalyzeExtension(ExtensionApp):
         help="Seconds to wait for a kernel to describe its variables (a busy kernel answers late).",
     ).tag(config=True)
 
+    max_request_bytes = Int(
+        1024 * 1024,
+        min=1024,
+        help="Largest request body (a run's question and settings) accepted, in bytes; larger ones get 413.",
+    ).tag(config=True)
+
     def initialize_settings(self) -> None:
         assert self.serverapp is not None
         # Before any kernel starts: the server's kernel manager gives kernels its environment.
@@ -84,7 +90,13 @@ class DeepAnalyzeExtension(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         services = Services(
-            self.agent_config, self.runs, self.models, self.executors, self.variables_timeout, self.user_models
+            self.agent_config,
+            self.runs,
+            self.models,
+            self.executors,
+            self.variables_timeout,
+            self.user_models,
+            self.max_request_bytes,
         )
         self.handlers.extend(routes(services))
 

@@ -30,10 +30,12 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..agent import Approval
 from ..config import DeepAnalyze
+from ..sanitize import Redactor
 from .eventlog import RUN_ID_PATTERN
 from .inputs import InputError, data_files
 from .kernels import KernelExecutors, UnknownKernel, find_kernel
 from .models import ModelChoices, ModelNotAllowed, same_spec
+from .runlist import DEFAULT_LIMIT, MAX_LIMIT, UnknownCursor
 from .runs import KernelHasActiveRun, NotWaitingForApproval, Run, RunManager, RunRequest, UnknownRun
 from .user_models import (
     BadUserModel,
@@ -73,6 +75,8 @@ class Services:
     """Seconds a kernel may take to describe its variables."""
     user_models: UserModelStore
     """Each user's own model (JupyterLab's Model settings)."""
+    max_request_bytes: int = 1024 * 1024
+    """Largest request body accepted (413 beyond it)."""
 
 
 class DeepAnalyzeHandlerMixin:
@@ -117,10 +121,27 @@ class DeepAnalyzeAPIHandler(DeepAnalyzeHandlerMixin, APIHandler):
         self.finish(json.dumps(body))
 
     def json_object(self) -> dict[str, Any]:
-        body = self.get_json_body()
+        """The request body: a JSON object in UTF-8, within the size limit, its strings
+        cleaned of lone surrogates."""
+        raw: bytes = self.request.body or b""
+        limit = self.services.max_request_bytes
+        if len(raw) > limit:
+            raise ApiError(
+                413, f"The request is too large ({len(raw)} bytes; at most {limit}): shorten the question."
+            )
+        try:
+            body = json.loads(raw.decode("utf-8")) if raw.strip() else None
+        except UnicodeDecodeError:
+            raise ApiError(400, "The request body is not UTF-8 text.") from None
+        except ValueError:
+            raise ApiError(400, "The request body is not valid JSON.") from None
         if not isinstance(body, dict):
             raise ApiError(400, "The request body must be a JSON object.")
-        return body
+        return _CLEAN.value(body)
+
+
+_CLEAN = Redactor()
+"""Cleans lone surrogates (no secrets to redact in what a user sends)."""
 
 
 def _optional_str(body: dict[str, Any], key: str) -> str | None:
@@ -140,14 +161,25 @@ def _str_list(body: dict[str, Any], key: str) -> list[str]:
 
 
 class RunsHandler(DeepAnalyzeAPIHandler):
-    """``POST /deepanalyze/runs`` starts a run; ``GET`` lists known runs (``?kernel_id=``)."""
+    """``POST /deepanalyze/runs`` starts a run; ``GET`` lists runs from their logs, newest
+    first (``?kernel_id=&limit=&before=RUN_ID``)."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
         kernel_id = self.get_argument("kernel_id", None)
-        runs = self.services.runs.runs(kernel_id)
-        self.reply({"runs": [run.summary() for run in runs]})
+        before = self.get_argument("before", None)
+        try:
+            limit = int(self.get_argument("limit", str(DEFAULT_LIMIT)))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ApiError(400, f"'limit' must be a whole number from 1 to {MAX_LIMIT}.")
+        try:
+            runs = await self.services.runs.list_runs(kernel_id, limit=limit, before=before)
+        except UnknownCursor as exc:
+            raise ApiError(400, str(exc)) from None
+        self.reply({"runs": runs})
 
     @web.authenticated
     @authorized
@@ -182,7 +214,8 @@ class RunsHandler(DeepAnalyzeAPIHandler):
                 model, own = services.models.check(requested), None
             root = self.serverapp.root_dir
             allow_hidden = bool(getattr(self.serverapp.contents_manager, "allow_hidden", False))
-            described = data_files(root, target.cwd, files, allow_hidden=allow_hidden)
+            # Off the event loop: a folder may hold very many files (or sit on a slow disk).
+            listing = await asyncio.to_thread(data_files, root, target.cwd, files, allow_hidden=allow_hidden)
             infos = []
             if variables:
                 report = await kernel_variables(
@@ -199,7 +232,8 @@ class RunsHandler(DeepAnalyzeAPIHandler):
                     kernel_id=target.kernel_id,
                     question=question,
                     model=model,
-                    files=described,
+                    files=listing.files,
+                    more_files=listing.more,
                     variables=infos,
                     approval=approval,
                     user_model=own,

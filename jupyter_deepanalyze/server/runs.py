@@ -2,8 +2,9 @@
 
 Owns ``RunManager`` — at most one active run per kernel; each run a background task
 that outlives the request that started it and every browser connection; the events of
-each run kept in memory and appended to a JSONL log, so any client can replay them from
-any ``seq``; cancel (the model stream stops, the kernel is interrupted, the run ends
+each run kept in memory while it runs and appended to a JSONL log, so any client can
+replay them from any ``seq``; finished runs kept in a small LRU, the rest read back from
+their logs (the run list too: ``runlist``); cancel (the model stream stops, the kernel is interrupted, the run ends
 ``cancelled``); approvals (``approval_required`` waits for the user's answer); finished
 runs read back lazily from their logs after a server restart; active runs cancelled
 cleanly when the server stops — and ``Run``, one run's state.
@@ -30,11 +31,12 @@ from ..recorder import RunRecorder
 from .eventlog import EventLog, log_path, read_events
 from .kernels import KernelExecutors, KernelLease
 from .models import OnDemandModel
+from .runlist import DEFAULT_LIMIT, list_logged_runs, summary
 from .user_models import UserModel
 
 log = logging.getLogger(__name__)
 
-MAX_FINISHED_IN_MEMORY = 100
+MAX_FINISHED_IN_MEMORY = 16
 """Finished runs kept in memory; older ones are read back from their logs on demand."""
 SHUTDOWN_GRACE_SECONDS = 5.0
 """How long server shutdown waits for cancelled runs to write their last events."""
@@ -66,6 +68,7 @@ class RunRequest:
     model: str
     files: Sequence[DataFile] = ()
     variables: Sequence[VariableInfo] = ()
+    more_files: int = 0  # data files beyond those described (a bounded listing)
     approval: str = "auto"
     user_model: UserModel | None = None  # the requesting user's own model (Model settings)
 
@@ -109,12 +112,9 @@ class Run:
         }
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "kernel_id": self.kernel_id,
-            "status": self.status,
-            "question": self.recorder.outcome.question,
-        }
+        """Its entry in the run list (``runlist.summary``)."""
+        started = self.events[0] if self.events and self.events[0]["type"] == "run_started" else {}
+        return summary(self.run_id, {"kernel_id": self.kernel_id, **started}, self.status)
 
     # ----------------------------------------------------------------- events
 
@@ -216,9 +216,23 @@ class RunManager:
             raise UnknownRun(f"No run {run_id!r}.")
         return self._remember(self._load(run_id, path))
 
-    def runs(self, kernel_id: str | None = None) -> list[Run]:
-        runs = [*self._runs.values(), *self._finished.values()]
-        return [r for r in runs if kernel_id is None or r.kernel_id == kernel_id]
+    async def list_runs(
+        self, kernel_id: str | None = None, *, limit: int = DEFAULT_LIMIT, before: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Summaries of every run logged (active ones with their live status), newest
+        first, read from the logs off the event loop; raises ``runlist.UnknownCursor``."""
+        live = {run.run_id: run.summary() for run in self._runs.values()}
+        listed = await asyncio.to_thread(
+            list_logged_runs, self.log_dir, kernel_id=kernel_id, limit=limit, before=before, live=live
+        )
+        if before is None:  # an active run whose log could not be written is listed all the same
+            unlogged = [
+                entry
+                for entry in live.values()
+                if kernel_id in (None, entry["kernel_id"]) and not log_path(self.log_dir, entry["run_id"]).exists()
+            ]
+            listed = unlogged + listed
+        return listed[:limit]
 
     # ------------------------------------------------------------------- runs
 
@@ -239,7 +253,7 @@ class RunManager:
             kernel_id=request.kernel_id,
             secrets=(request.user_model.api_key,) if request.user_model else (),
         )
-        task = Task(request.question, tuple(request.files), tuple(request.variables))
+        task = Task(request.question, tuple(request.files), tuple(request.variables), request.more_files)
         self._active[request.kernel_id] = run
         self._runs[run.run_id] = run
         self._tasks[run.run_id] = asyncio.create_task(self._drive(run, task, model, lease))
