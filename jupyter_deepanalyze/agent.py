@@ -36,7 +36,7 @@ from .events import (
     cell_metadata,
     new_run_id,
 )
-from .execution import DeadKernelError, ExecutionFailure, Executor
+from .execution import DeadKernelError, ExecutionFailure, Executor, KernelUnresponsive
 from .llm import ChatModel, GenerationParams, ModelError, ModelUnavailableError, StreamCutOff
 from .outputs import ClearOutputs, OutputChange
 from .protocol import (
@@ -83,6 +83,10 @@ class Approval:
 
 ApprovalHook = Callable[[str, str], Awaitable[Approval]]
 """``await hook(cell_id, code)`` before each execution; absent means run everything."""
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class _RunEnded(Exception):
@@ -173,6 +177,21 @@ class Agent:
         if self._started and self._worker is not None and not self._worker.done():
             self._worker.cancel()
 
+    def abandon(self, error: str | None = None) -> list[Event]:
+        """End the run at once, without waiting for it to wind down (the process is about to
+        quit): returns the events that close it — a status cell and ``run_finished
+        {cancelled}`` — for the caller to record; the worker's later events are dropped.
+        Returns nothing when the run has ended already."""
+        if self.status is not None:
+            return []
+        closing: list[Event] = []
+        self._emit = closing.append
+        self.status = "cancelled"
+        self._status_cell("cancelled", error)
+        self._make(RunFinished, status="cancelled", error=error)
+        self._emit = lambda event: None
+        return closing
+
     # ------------------------------------------------------------------ the loop
 
     def _make(self, cls: type[Event], **fields: Any) -> Event:
@@ -218,6 +237,9 @@ class Agent:
             status, error = ended.status, ended.error
         except asyncio.CancelledError:
             status = "cancelled"
+        except KernelUnresponsive as exc:  # a cancel (or a timeout) the code ignored
+            status = "cancelled" if self._cancelled else "failed"
+            error = _sentence(str(exc))
         except ModelError as exc:
             error = str(exc)
         except (DeadKernelError, ExecutionFailure) as exc:
@@ -225,10 +247,11 @@ class Agent:
         except Exception as exc:  # the run ends cleanly whatever broke
             log.exception("run %s failed", self.run_id)
             error = f"Internal error: {type(exc).__name__}: {exc}"
-        self.status = status
-        if status != "completed":
-            self._status_cell(status, error)
-        self._make(RunFinished, status=status, report_cell_id=report_cell_id, error=error)
+        if self.status is None:  # not abandoned meanwhile
+            self.status = status
+            if status != "completed":
+                self._status_cell(status, error)
+            self._make(RunFinished, status=status, report_cell_id=report_cell_id, error=error)
         queue.put_nowait(None)
 
     def _title_cell(self, task: Task) -> None:
@@ -245,7 +268,7 @@ class Agent:
 
     def _status_cell(self, status: str, error: str | None) -> None:
         text = {
-            "cancelled": "**Run cancelled.**",
+            "cancelled": f"**Run cancelled.** {error}" if error else "**Run cancelled.**",
             "max_rounds": f"**Run stopped after {self.max_rounds} rounds** without a final answer.",
             "failed": f"**Run failed:** {error}",
         }[status]
@@ -417,6 +440,9 @@ class Agent:
             raise
         except DeadKernelError as exc:
             self._make(ExecutionFinished, cell_id=cell_id, status="dead", feedback=str(exc), code=changed)
+            raise
+        except KernelUnresponsive as exc:
+            self._make(ExecutionFinished, cell_id=cell_id, status="unresponsive", feedback=str(exc), code=changed)
             raise
         self._make(
             ExecutionFinished,

@@ -27,11 +27,12 @@ from typing import Any, TextIO
 from jupyter_core.application import base_aliases, base_flags
 from traitlets import Bool, Int, List, Unicode
 
-from .agent import Agent, Task
+from .agent import Task
 from .command import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     DeepAnalyzeCommand,
     UsageError,
@@ -40,13 +41,12 @@ from .command import (
 from .config import DeepAnalyze
 from .demo import DEMO_FILE, DEMO_QUESTION, write_demo_data
 from .eval.bench import BenchOptions
-from .execution import ExecutionFailure, Executor
+from .execution import ExecutionFailure
 from .execution.gateway import GatewayError
 from .execution.kernel import KernelExecutor
-from .execution.pool import KernelPool
-from .llm import ChatModel, ModelError
-from .llm.registry import UnknownModelSpec, open_model
-from .recorder import RunRecorder, record_run
+from .headless import record_in_terminal, record_on_gateway
+from .llm import ModelError
+from .llm.registry import ModelOpenedOnReady, UnknownModelSpec, open_model, parse_spec
 from .terminal import CtrlC, Progress
 from .workspace import WorkspaceError, data_listing, stage_inputs
 
@@ -128,8 +128,11 @@ class ReportApp(DeepAnalyzeCommand):
 
     async def _report(self, stderr: TextIO) -> int:
         config = gateway_settings(self.settings())
+        parse_spec(config.model)  # a bad spec is a usage error, before anything runs
         question, out, folder = self._prepare()
-        model = await open_model(config)
+        # Opened by the run itself: a model that does not answer fails the run, whose
+        # notebook then says why, like any other failure.
+        model = ModelOpenedOnReady(config)
         progress = Progress(stderr)
         try:
             names = stage_inputs(self.inputs, folder)
@@ -138,7 +141,7 @@ class ReportApp(DeepAnalyzeCommand):
                     raise UsageError(f"an input is already named {DEMO_FILE}")
                 names.append(write_demo_data(folder).name)
             if config.gateway_url:
-                recorder = await _report_on_gateway(
+                recorded = await record_on_gateway(
                     config, model, self.kernel_name, question, folder, names, progress, stderr
                 )
             else:
@@ -149,17 +152,20 @@ class ReportApp(DeepAnalyzeCommand):
                     self.kernel_name, cwd=folder.resolve(), feedback=config.feedback_options()
                 )
                 try:
-                    recorder = await _record(config, model, executor, task, progress, stderr)
+                    recorded = await record_in_terminal(config, model, executor, task, progress, stderr)
                 finally:
                     await executor.shutdown()
         finally:
             await model.aclose()
+        recorder = recorded.recorder
         written = recorder.write(out, folder=folder, html=self.html)
         progress.line("wrote " + ", ".join(str(p) for p in written))
         reason = recorder.outcome.reason(max_rounds=config.max_rounds)
         if reason is None:
             return EXIT_OK
         print(f"jupyter deepanalyze: {reason}", file=stderr)
+        if recorded.terminated:
+            return EXIT_TERMINATED
         return EXIT_INTERRUPTED if recorder.outcome.status == "cancelled" else EXIT_FAILED
 
 
@@ -172,39 +178,6 @@ def gateway_settings(config: DeepAnalyze) -> DeepAnalyze:
     except GatewayError as exc:
         raise UsageError(f"--gateway-url: {exc}") from None
     return config
-
-
-async def _record(
-    config: DeepAnalyze, model: ChatModel, executor: Executor, task: Task, progress: Progress, stderr: TextIO
-) -> RunRecorder:
-    agent = Agent.from_config(config, model, executor)
-    with CtrlC(agent.cancel, "Stopping (Ctrl-C again to quit at once)…", stderr):
-        return await record_run(agent, task, on_event=progress.show)
-
-
-async def _report_on_gateway(
-    config: DeepAnalyze,
-    model: ChatModel,
-    kernel_name: str,
-    question: str,
-    folder: Path,
-    names: list[str],
-    progress: Progress,
-    stderr: TextIO,
-) -> RunRecorder:
-    """The report's run in a kernel on ``config.gateway_url``: the run folder's files go to
-    the kernel's side (shipped, or through ``shared_workdir``) and what the run leaves
-    there comes back into the run folder, so the report reads as a local one."""
-    async with KernelPool.from_config(config, 1, kernel_name=kernel_name) as pool:
-        async with pool.session([folder / name for name in names], name=folder.name) as kernel:
-            progress.line(f"run folder {kernel.workdir}/ on {config.gateway_url} ({len(kernel.files)} data files)")
-            try:
-                return await _record(config, model, kernel.executor, Task(question, kernel.files), progress, stderr)
-            finally:
-                try:
-                    await pool.folders.collect(kernel.executor, kernel.workdir, folder)
-                except ExecutionFailure as exc:  # the report is written all the same
-                    progress.line(f"the run folder's files stay on the kernel's side: {exc}")
 
 
 ReportApp.aliases = {

@@ -23,7 +23,7 @@ from traitlets.config.loader import KVArgParseConfigLoader
 from ._version import __version__
 from .config import SECRET_SETTINGS, DeepAnalyze, take_secrets_from_environment
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 CONFIG_FILE_NAME = "jupyter_deepanalyze_config"
 
 

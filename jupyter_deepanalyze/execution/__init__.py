@@ -32,6 +32,12 @@ class DeadKernelError(ExecutionFailure):
     """The kernel died or was restarted: its state is gone."""
 
 
+class KernelUnresponsive(ExecutionFailure):
+    """The kernel stays busy with code that ignored the interrupt (it catches
+    ``KeyboardInterrupt``): nothing else can run in it until it is restarted, or the code
+    ends by itself."""
+
+
 @dataclass
 class ExecutionResult:
     """What running one code block produced.
@@ -67,6 +73,7 @@ class Executor(Protocol):
 __all__ = [
     "DeadKernelError",
     "ExecutionFailure",
+    "KernelUnresponsive",
     "ExecutionResult",
     "Executor",
     "OutputCallback",

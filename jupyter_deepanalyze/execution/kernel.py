@@ -4,8 +4,11 @@ Owns one async jupyter_client client on a kernel it started itself (here, or on 
 gateway) or attached to (connection info, or a client from a server's kernel manager:
 ZMQ, or a gateway's websocket): executions serialized per executor,
 nbformat outputs streamed as they arrive, a per-execution timeout that interrupts the
-kernel and leaves it usable, and a dead or restarted kernel reported as
-``DeadKernelError`` (never a hang).
+kernel and leaves it usable, a dead, restarted or shut-down kernel reported as
+``DeadKernelError`` (never a hang, and never as the ``KeyboardInterrupt`` a restart
+sends first), and a kernel still busy with code that ignored the interrupt reported as
+``KernelUnresponsive`` — at once for every later execution, until the kernel is idle
+again (watched in the background) or restarted.
 
 Must not swallow kernel death.
 """
@@ -29,7 +32,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from ..config import SECRET_ENVIRONMENT, default_feedback_options
 from ..feedback import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from ..outputs import OutputAccumulator, OutputSync
-from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
+from . import DeadKernelError, ExecutionFailure, ExecutionResult, KernelUnresponsive, OutputCallback
 from .gateway import GatewayEndpoint, GatewayKernel
 from .parity import ParityRun
 
@@ -48,6 +51,15 @@ SYNC_SECONDS = 0.1
 flood the sinks (what it shows between two syncs is sent as one change)."""
 MAX_STREAM_CHARS = 2_000_000
 """Stream text kept per execution (its head and its latest part); the rest is cut and noted."""
+RESTART_SIGNAL_SECONDS = 1.0
+"""After a ``KeyboardInterrupt`` this executor did not send, how long to watch for the
+kernel going down (a restart interrupts the code first, then shuts the kernel down)."""
+RESTARTED = "the kernel restarted; its variables are gone"
+SHUT_DOWN = "the kernel was shut down; its variables are gone"
+RESTART_HINT = "Restart the kernel (Kernel > Restart Kernel…) to use it again; its variables will be lost."
+STILL_BUSY = (
+    "the kernel is still busy with code that ignored the interrupt (it catches KeyboardInterrupt). " + RESTART_HINT
+)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -103,6 +115,10 @@ class KernelExecutor:
         self._lock = asyncio.Lock()
         self._kernel_pid = self._pid()
         self._closed = False
+        self.stuck: str | None = None
+        """The id of an execution the kernel is still busy with after this executor gave up
+        on it (it ignored the interrupt); None when the kernel can take new work."""
+        self._watcher: asyncio.Task[None] | None = None
         self.restarted = False
         """The kernel was seen restarting: its state is gone and this executor is not reused."""
 
@@ -241,6 +257,8 @@ class KernelExecutor:
         if self._closed:
             return
         self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
         if self.client.channels_running:
             self.client.stop_channels()
         if self.manager is not None:
@@ -272,8 +290,15 @@ class KernelExecutor:
         """
         if self._closed:
             raise DeadKernelError("the kernel executor is shut down")
+        self.check_responsive()
         async with self._lock:
+            self.check_responsive()
             return await self._execute(code, timeout, on_output)
+
+    def check_responsive(self) -> None:
+        """Raise ``KernelUnresponsive`` while the kernel is busy with code it was told to stop."""
+        if self.stuck is not None:
+            raise KernelUnresponsive(STILL_BUSY)
 
     async def execute_silent(
         self, code: str, user_expressions: Mapping[str, str] | None = None, timeout: float = 30.0
@@ -282,6 +307,7 @@ class KernelExecutor:
 
         Returns the ``execute_reply`` content (``user_expressions`` results included).
         """
+        self.check_responsive()
         async with self._lock:
             msg_id = self.client.execute(
                 code,
@@ -310,13 +336,14 @@ class KernelExecutor:
         )
         deadline = started + timeout if timeout else None
         timed_out = False
+        going_down: bool | None = None  # a shutdown_reply was seen: restart (True) or shutdown
         execution_count: int | None = None
         try:
             while True:
                 now = loop.time()
                 if deadline is not None and now >= deadline:
                     if timed_out:
-                        await self._unresponsive(timeout or 0.0)  # raises
+                        await self._unresponsive(timeout or 0.0, msg_id)  # raises
                     timed_out = True
                     log.info("execution exceeded %ss; interrupting the kernel", timeout)
                     await self.interrupt()
@@ -329,6 +356,8 @@ class KernelExecutor:
                     await forward.send()
                     await self._check_alive()
                     continue
+                if msg["msg_type"] == "shutdown_reply":  # whoever asked: the kernel is going down
+                    going_down = bool(msg["content"].get("restart"))
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue
                 msg_type = msg["msg_type"]
@@ -339,7 +368,12 @@ class KernelExecutor:
                     execution_count = content.get("execution_count", execution_count)
                 outputs.handle(msg_type, content)
         except asyncio.CancelledError:
-            await self._settle_after_cancel(msg_id, outputs)
+            if not await self._settle_after_cancel(msg_id, outputs):
+                self._stuck_on(msg_id)
+                raise KernelUnresponsive(
+                    "the kernel did not stop: the running code ignores interrupts (it catches "
+                    "KeyboardInterrupt) and the kernel is still busy with it. " + RESTART_HINT
+                ) from None
             raise
         finally:
             outputs.finish()
@@ -361,6 +395,11 @@ class KernelExecutor:
             )
         if error is None and reply.get("status") == "aborted":
             error = ExecutionError("ExecutionAborted", "the kernel aborted this execution")
+        if going_down is None and not timed_out and error is not None and error.ename == "KeyboardInterrupt":
+            going_down = await self._going_down()  # an interrupt we did not send: a restart's?
+        if going_down is not None:
+            self.restarted = True
+            raise DeadKernelError(RESTARTED if going_down else SHUT_DOWN)
         status = "timeout" if timed_out else ("error" if error is not None else "ok")
         # What the model is told comes from what is left in the cell (after any clear_output).
         feedback = format_feedback(
@@ -421,13 +460,18 @@ class KernelExecutor:
             if msg["parent_header"].get("msg_id") == msg_id:
                 return dict(msg["content"])
 
-    async def _settle_after_cancel(self, msg_id: str, outputs: OutputAccumulator) -> None:
+    async def _settle_after_cancel(self, msg_id: str, outputs: OutputAccumulator) -> bool:
         """Interrupt the cancelled execution and give the kernel a moment to go idle; what
-        the code showed meanwhile (up to the ``KeyboardInterrupt``) is kept."""
+        the code showed meanwhile (up to the ``KeyboardInterrupt``) is kept. False when
+        the kernel is still busy with it after the grace period."""
         try:
             await asyncio.wait_for(self._interrupt_until_idle(msg_id, outputs), CANCEL_GRACE_SECONDS)
-        except (asyncio.TimeoutError, ExecutionFailure) as exc:
-            log.debug("kernel still busy after cancel: %s", exc)
+        except asyncio.TimeoutError:
+            log.info("the kernel is still busy %.1f s after the cancel's interrupt", CANCEL_GRACE_SECONDS)
+            return False
+        except ExecutionFailure as exc:  # died or restarted meanwhile: it is not busy
+            log.debug("kernel after cancel: %s", exc)
+        return True
 
     async def _interrupt_until_idle(self, msg_id: str, outputs: OutputAccumulator) -> None:
         await self.interrupt()
@@ -442,11 +486,58 @@ class KernelExecutor:
                 return
             outputs.handle(msg["msg_type"], msg["content"])
 
-    async def _unresponsive(self, timeout: float) -> None:
-        """The kernel ignored the interrupt: restart it if it is ours, else give up."""
+    async def _going_down(self) -> bool | None:
+        """Whether the kernel is being restarted (True) or shut down (False) — a restart
+        interrupts the running code before it shuts the kernel down — watched for
+        ``RESTART_SIGNAL_SECONDS``; None when it stays up."""
+        deadline = asyncio.get_running_loop().time() + RESTART_SIGNAL_SECONDS
+        while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                msg = await self._next_message(min(remaining, POLL_SECONDS))
+            except DeadKernelError:  # its status says starting, restarting or dead
+                return True
+            if msg is not None and msg["msg_type"] == "shutdown_reply":
+                return bool(msg["content"].get("restart"))
+            if msg is None and not await self.is_alive():
+                return True
+        return None
+
+    def _stuck_on(self, msg_id: str) -> None:
+        """The kernel is busy with ``msg_id`` and ignored the interrupt: refuse new work
+        until it goes idle (watched here) or restarts (``restarted``; the server drops a
+        restarted kernel's executor)."""
+        self.stuck = msg_id
+        self._watcher = asyncio.ensure_future(self._watch_stuck(msg_id))
+
+    async def _watch_stuck(self, msg_id: str) -> None:
+        try:
+            while not self._closed:
+                try:
+                    msg = await self._next_message(POLL_SECONDS * 5)
+                except DeadKernelError:
+                    return  # restarted: the executor is not reused
+                if msg is None:
+                    if not await self.is_alive():
+                        return
+                    continue
+                if (
+                    msg["parent_header"].get("msg_id") == msg_id
+                    and msg["msg_type"] == "status"
+                    and msg["content"].get("execution_state") == "idle"
+                ):
+                    log.info("the kernel finished the code that ignored the interrupt")
+                    self.stuck = None
+                    return
+        except Exception as exc:  # a closed client: nothing more to watch
+            log.debug("watching a busy kernel: %s", exc)
+
+    async def _unresponsive(self, timeout: float, msg_id: str) -> None:
+        """The kernel ignored the interrupt: restart it if it is ours, else give up on it."""
         if self.manager is None:
-            raise ExecutionFailure(
-                f"the code ran past {timeout:g} s and the kernel ignored the interrupt"
+            self._stuck_on(msg_id)
+            raise KernelUnresponsive(
+                f"the code ran past {timeout:g} s and ignored the interrupt: the kernel is still busy "
+                "with it. " + RESTART_HINT
             )
         log.warning("kernel ignored the interrupt; restarting it")
         await self.manager.restart_kernel(now=True)

@@ -30,6 +30,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..agent import Approval
 from ..config import DeepAnalyze
+from ..execution import KernelUnresponsive
 from ..sanitize import Redactor
 from .eventlog import RUN_ID_PATTERN
 from .inputs import InputError, data_files
@@ -243,6 +244,8 @@ class RunsHandler(DeepAnalyzeAPIHandler):
             raise ApiError(404, str(exc)) from None
         except (KernelHasActiveRun, VariablesUnavailable) as exc:
             raise ApiError(409, str(exc)) from None
+        except KernelUnresponsive as exc:
+            raise ApiError(409, f"Cannot start a run: {exc}") from None
         except ModelNotAllowed as exc:
             raise ApiError(403, str(exc)) from None
         except InputError as exc:

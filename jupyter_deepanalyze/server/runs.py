@@ -200,9 +200,12 @@ class RunManager:
     # ----------------------------------------------------------------- queries
 
     def check_idle(self, kernel_id: str) -> None:
+        """Raise ``KernelHasActiveRun``, or ``KernelUnresponsive`` while the kernel is still
+        busy with the code of a cancelled run that ignored the interrupt."""
         run = self._active.get(kernel_id)
         if run is not None:
             raise KernelHasActiveRun(kernel_id, run.run_id)
+        self.executors.check_responsive(kernel_id)
 
     def get(self, run_id: str) -> Run:
         run = self._runs.get(run_id) or self._finished.get(run_id)
