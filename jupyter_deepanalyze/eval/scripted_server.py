@@ -103,6 +103,8 @@ class ScriptedServer:
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.model_list_calls = 0
+        self.authorizations: list[str | None] = []
+        """The ``Authorization`` header of every request, in order (None when absent)."""
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
@@ -153,6 +155,8 @@ class ScriptedServer:
                 self.wfile.write(data)
 
             def _authorized(self) -> bool:
+                with server._lock:
+                    server.authorizations.append(self.headers.get("Authorization"))
                 if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
                     self._json(401, {"error": {"message": "invalid api key"}})
                     return False

@@ -75,15 +75,16 @@ class EventLog:
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
-    """The events of a log, in order; unreadable lines (torn by a crash mid-write, not
-    UTF-8, not JSON) are skipped, and so is everything out of ``seq`` order after them."""
+    """The events of a log, in order. Bytes that are not UTF-8 read as U+FFFD; a line that
+    is not a JSON event (torn by a crash mid-write) is skipped, and so is every event out
+    of ``seq`` order after it."""
     events: list[dict[str, Any]] = []
     skipped = 0
     with path.open("rb") as handle:
         for line in handle:
             try:
-                event = json.loads(line.decode("utf-8"))
-            except ValueError:  # UnicodeDecodeError included
+                event = json.loads(line.decode("utf-8", errors="replace"))
+            except ValueError:
                 skipped += 1
                 continue
             if isinstance(event, dict) and event.get("seq") == len(events):

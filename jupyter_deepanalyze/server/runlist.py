@@ -63,8 +63,8 @@ class _Log:
 
 def _json_line(raw: bytes) -> dict[str, Any] | None:
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        value = json.loads(raw.decode("utf-8", errors="replace"))
+    except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
