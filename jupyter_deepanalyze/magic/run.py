@@ -223,9 +223,11 @@ def run_analysis(
             settings.max_rounds = arguments.max_rounds
         except Exception as exc:  # traitlets validation
             raise UsageError(f"%analyze: --max-rounds: {exc}") from None
+    if arguments.model:  # this run's model, as the CLI's --model: DeepAnalyze.model's key is its own
+        settings.model = arguments.model
     if view is None:
         view = LiveDisplay() if getattr(shell, "kernel", None) is not None else TextProgress()
-    run = MagicRun(shell, settings, arguments.model, task, arguments.approve, view)
+    run = MagicRun(shell, settings, None, task, arguments.approve, view)
     run.run()
     if run.model_error is not None:
         raise UsageError(f"%analyze: {run.model_error}")

@@ -45,6 +45,8 @@ class UserWork:
         """No user cell lost or changed; the kernel answers; its variables survived (unless
         the fault was the kernel's own death or restart)."""
         assert self.path.read_bytes() == self.saved  # the server never writes the user's notebook
+        if not kernel_kept_state:  # a new kernel process behind the same ports: wait until it answers
+            await self.notebook.client.wait_for_ready(timeout=60)
         assert await self.notebook.run("print('still answering')") == "still answering\n"
         if kernel_kept_state:
             assert await self.notebook.run("print(answer, int(df['a'].sum()))") == "42 6\n"

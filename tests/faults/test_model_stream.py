@@ -60,7 +60,10 @@ async def test_a_turn_cut_off_mid_code_runs_nothing_and_is_asked_for_again(
         release.set()
     assert not (jp_root_dir / "work" / "half.txt").exists()  # the half-written block never ran
     assert of_type(events, "execution_finished") == []
-    notice = f"*The model server at {llm.url} {WHAT_HAPPENED[kind]} What it sent is not used: the model is asked again.*"
+    notice = (
+        f"*The model server at {llm.url} {WHAT_HAPPENED[kind]} What it sent is not used: "
+        "the model is asked again.*"
+    )
     cells = of_type(events, "cell")
     assert notice in [c["source"] for c in cells]
     assert cells[-1]["source"] == "# Report\n\nDone."
