@@ -368,7 +368,7 @@ class KernelExecutor:
                     execution_count = content.get("execution_count", execution_count)
                 outputs.handle(msg_type, content)
         except asyncio.CancelledError:
-            if not await self._settle_after_cancel(msg_id, outputs):
+            if not await self._settle_after_cancel(msg_id, outputs, forward):
                 self._stuck_on(msg_id)
                 raise KernelUnresponsive(
                     "the kernel did not stop: the running code ignores interrupts (it catches "
@@ -460,12 +460,12 @@ class KernelExecutor:
             if msg["parent_header"].get("msg_id") == msg_id:
                 return dict(msg["content"])
 
-    async def _settle_after_cancel(self, msg_id: str, outputs: OutputAccumulator) -> bool:
+    async def _settle_after_cancel(self, msg_id: str, outputs: OutputAccumulator, forward: _Forwarder) -> bool:
         """Interrupt the cancelled execution and give the kernel a moment to go idle; what
-        the code showed meanwhile (up to the ``KeyboardInterrupt``) is kept. False when
-        the kernel is still busy with it after the grace period."""
+        the code showed meanwhile (up to the ``KeyboardInterrupt``) is kept, and sent on as
+        it comes. False when the kernel is still busy with it after the grace period."""
         try:
-            await asyncio.wait_for(self._interrupt_until_idle(msg_id, outputs), CANCEL_GRACE_SECONDS)
+            await asyncio.wait_for(self._interrupt_until_idle(msg_id, outputs, forward), CANCEL_GRACE_SECONDS)
         except asyncio.TimeoutError:
             log.info("the kernel is still busy %.1f s after the cancel's interrupt", CANCEL_GRACE_SECONDS)
             return False
@@ -473,7 +473,8 @@ class KernelExecutor:
             log.debug("kernel after cancel: %s", exc)
         return True
 
-    async def _interrupt_until_idle(self, msg_id: str, outputs: OutputAccumulator) -> None:
+    async def _interrupt_until_idle(self, msg_id: str, outputs: OutputAccumulator, forward: _Forwarder) -> None:
+        await forward.send()
         await self.interrupt()
         while True:
             try:
@@ -485,6 +486,7 @@ class KernelExecutor:
             if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
                 return
             outputs.handle(msg["msg_type"], msg["content"])
+            await forward.send()  # the run may be abandoned before this settles: send it now
 
     async def _going_down(self) -> bool | None:
         """Whether the kernel is being restarted (True) or shut down (False) — a restart
