@@ -44,8 +44,10 @@ export function labelsFor(trans: TranslationBundle) {
     apiKeyKept: trans.__('kept on the server: type a new one to replace it'),
     testModel: trans.__('Test'),
     testingModel: trans.__('Asking the server for its models…'),
-    modelAnswers: (models: string) => trans.__('It answers and serves: %1', models),
-    modelDoesNotAnswer: (reason: string) => trans.__('It does not answer: %1', reason),
+    modelAnswers: (models: string) =>
+      trans.__('It answers and serves: %1', models),
+    modelDoesNotAnswer: (reason: string) =>
+      trans.__('It does not answer: %1', reason),
     removeModel: trans.__('Remove'),
     saveModel: trans.__('Save'),
     askBeforeRunning: trans.__('Ask before running code'),
@@ -141,8 +143,15 @@ export function labelsFor(trans: TranslationBundle) {
           return trans.__('skipped');
         case 'dead':
           return trans.__('the kernel died');
+        case 'unresponsive':
+          return trans.__('still running: the code ignores interrupts');
       }
     },
+    /** Shown when a run's code ignored the interrupt and keeps the kernel busy. */
+    kernelUnresponsive: trans.__(
+      'The kernel is still busy with code that ignores interrupts: nothing else can run in it. Restart the kernel to use it again (its variables will be lost).'
+    ),
+    restartKernel: trans.__('Restart kernel'),
 
     // ---- the %analyze output
     runOutputTitle: trans.__('DeepAnalyze run'),
