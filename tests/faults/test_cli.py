@@ -12,9 +12,8 @@ from typing import Any
 import nbformat
 import psutil
 
+from jupyter_deepanalyze.eval.local_server import free_port
 from jupyter_deepanalyze.headless import QUIT_ERROR
-
-from .server_process import free_port
 
 JUPYTER = str(Path(sys.executable).parent / "jupyter")
 # Each block also writes a line to the kernel's own stderr, which is the command's: the

@@ -12,12 +12,12 @@ from typing import Any
 import nbformat
 import pytest
 
+from jupyter_deepanalyze.eval.local_server import LocalServer
 from jupyter_deepanalyze.server.eventlog import read_events
 from jupyter_deepanalyze.server.runs import LOST_RUN_ERROR, RunManager
 
 from ..scripted_llm import ScriptedLLM
 from .checks import RunChecks, extension
-from .server_process import ServerProcess
 
 LOOP = "<Code>\n```python\nprint('looping', flush=True)\nwhile True:\n    pass\n```\n</Code>"
 ANSWER = "<Answer>\nDone.\n</Answer>"
@@ -113,7 +113,7 @@ async def test_a_server_stopped_mid_run_leaves_a_closed_readable_run_after_a_res
     llm = scripted_llm([LOOP])
     notebook = server_home["root"] / "work" / "analysis.ipynb"
     saved = notebook.read_bytes()
-    first = ServerProcess(server_home["root"], server_home["runs"], llm.url, server_home["home"]).start()
+    first = LocalServer(server_home["root"], server_home["runs"], llm.url, server_home["home"]).start()
     async with first.client() as client:
         kernel_id = await first.open_notebook(client, "work/analysis.ipynb")
         started = await client.post("/deepanalyze/runs", json={"question": "Q", "kernel_id": kernel_id})
@@ -127,7 +127,7 @@ async def test_a_server_stopped_mid_run_leaves_a_closed_readable_run_after_a_res
         assert (logged[-1]["type"], logged[-1]["status"]) == ("run_finished", "cancelled")
 
     llm.replace_turns(["<Code>\nprint('after the restart')\n</Code>", ANSWER])
-    second = ServerProcess(server_home["root"], server_home["runs"], llm.url, server_home["home"]).start()
+    second = LocalServer(server_home["root"], server_home["runs"], llm.url, server_home["home"]).start()
     try:
         async with second.client() as client:
             listed = (await client.get("/deepanalyze/runs")).json()["runs"]

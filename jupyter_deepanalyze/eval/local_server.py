@@ -1,11 +1,21 @@
-"""A Jupyter server with the extension in a process of its own, for faults that end a whole
-server (SIGTERM, SIGKILL) and a restart on the same run logs; its REST API and websocket."""
+"""A Jupyter server with this extension on this machine, for the trust bench and the tests.
+
+Owns ``LocalServer``: ``jupyter server`` started as a subprocess on 127.0.0.1 (a free
+port, a random token passed through the environment, never on the command line), with a
+root folder, a run-log folder and a model of the caller's, waited for until its log says
+it listens; stopped by a signal of the caller's choice (SIGTERM, SIGKILL: faults that end
+a whole server), its kernels never left behind; and the REST API and event websocket as a
+client uses them.
+
+Must not be a product default: users run their own Jupyter server.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import queue
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,6 +26,7 @@ from typing import Any
 
 import httpx
 import psutil
+from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 READY_LINE = "is running at:"
@@ -28,12 +39,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class ServerProcess:
-    """``jupyter server`` on 127.0.0.1 with ``root``, the run logs in ``runs_dir`` and ``model``."""
+class LocalServer:
+    """``jupyter server`` on 127.0.0.1 with ``root``, the run logs in ``runs_dir`` and ``model``;
+    its Jupyter config, data and runtime folders under ``home``."""
 
-    def __init__(self, root: Path, runs_dir: Path, model: str, home: Path) -> None:
+    def __init__(self, root: Path, runs_dir: Path, model: str, home: Path, *, args: tuple[str, ...] = ()) -> None:
         self.root, self.runs_dir, self.model, self.home = root, runs_dir, model, home
-        self.token = "fault-matrix-token"
+        self.args = args
+        self.token = secrets.token_hex(16)
         self.port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str] = queue.Queue()
@@ -43,9 +56,10 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> ServerProcess:
+    def start(self) -> LocalServer:
         env = {
             **os.environ,
+            "JUPYTER_TOKEN": self.token,
             "JUPYTER_CONFIG_DIR": str(self.home / "config"),
             "JUPYTER_DATA_DIR": str(self.home / "data"),
             "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
@@ -53,8 +67,8 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-                f"--port={self.port}", f"--ServerApp.token={self.token}", f"--ServerApp.root_dir={self.root}",
-                f"--DeepAnalyzeExtension.runs_dir={self.runs_dir}", f"--DeepAnalyze.model={self.model}",
+                f"--port={self.port}", f"--ServerApp.root_dir={self.root}",
+                f"--DeepAnalyzeExtension.runs_dir={self.runs_dir}", f"--DeepAnalyze.model={self.model}", *self.args,
             ],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
         )
@@ -72,9 +86,13 @@ class ServerProcess:
             self._lines.put(line)
         self._lines.put("")
 
-    def kernels(self) -> list[psutil.Process]:
+    @property
+    def pid(self) -> int:
         assert self.process is not None
-        return psutil.Process(self.process.pid).children(recursive=True)
+        return self.process.pid
+
+    def kernels(self) -> list[psutil.Process]:
+        return psutil.Process(self.pid).children(recursive=True)
 
     def stop(self, sig: signal.Signals) -> int:
         """Send ``sig`` and wait for the server to exit; what it leaves running is killed."""
@@ -101,8 +119,8 @@ class ServerProcess:
 
     async def follow(self, run_id: str, until: str | None = None) -> list[dict[str, Any]]:
         """The run's events from 0 to ``until`` (inclusive), or until the server closes."""
-        url = f"ws://127.0.0.1:{self.port}/deepanalyze/runs/{run_id}/events?token={self.token}"
-        ws = await websocket_connect(url)
+        url = f"ws://127.0.0.1:{self.port}/deepanalyze/runs/{run_id}/events"
+        ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {self.token}"}))
         events: list[dict[str, Any]] = []
         try:
             while (message := await ws.read_message()) is not None:
