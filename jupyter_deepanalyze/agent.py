@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 DELTA_FLUSH_SECONDS = 0.05
 """Streamed text is sent to sinks at most this often (tokens are coalesced)."""
+YIELD_SECONDS = 0.02
+"""A stream arriving faster than it is parsed is read without ever waiting: the turn lets
+the event loop run other work at least this often (nothing the model sends stalls a server)."""
 SKIPPED_FEEDBACK = "[Skipped]: the user chose not to run this code."
 
 _ROLES = {"Analyze": "analyze", "Understand": "understand", None: "note"}
@@ -321,7 +324,10 @@ class Agent:
         parser = SegmentParser()
         chunks: list[str] = []
         segments: list[Segment] = []
-        pending: list[SegmentDelta] = []
+        # Text of the pending deltas (strings, not delta objects: a fast stream leaves nothing
+        # for the garbage collector to walk) and the tag they belong to.
+        pending: list[str] = []
+        pending_tag: list[str | None] = [None]
         last_flush = time.monotonic()
         self._code_cell_id = ""
         self._report_cell_id = None
@@ -331,15 +337,16 @@ class Agent:
             if pending:
                 # Every pending delta belongs to the segment in progress (a finished segment
                 # flushes first): its tag is theirs, not whatever the parser has opened since.
-                tag = pending[0].tag
-                self._make(Delta, step=self._step + 1, text="".join(d.text for d in pending), tag=tag)
+                self._make(Delta, step=self._step + 1, text="".join(pending), tag=pending_tag[0])
                 pending.clear()
             last_flush = time.monotonic()
 
         def handle(items: list[SegmentDelta | Segment]) -> bool:
             for item in items:
                 if isinstance(item, SegmentDelta):
-                    pending.append(item)
+                    if not pending:
+                        pending_tag[0] = item.tag
+                    pending.append(item.text)
                     continue
                 flush()
                 segments.append(item)
@@ -353,17 +360,21 @@ class Agent:
         stream = self.model.stream(self.messages, self.params)
         ended = False
         try:
+            last_yield = time.monotonic()
             async for piece in stream:
                 chunk = clean_text(piece)
                 chunks.append(chunk)
                 if handle(parser.feed(chunk)):
                     ended = True
                     break
+                if time.monotonic() - last_yield >= YIELD_SECONDS:
+                    await asyncio.sleep(0)  # a yield to the loop, not a wait
+                    last_yield = time.monotonic()
         except StreamCutOff:
             # What streamed was shown as it came; its unfinished step is closed for the
             # sinks (a step of its own, never a cell) and nothing of it is acted on.
             rest = parser.close()
-            pending.extend(item for item in rest if isinstance(item, SegmentDelta))
+            handle([item for item in rest if isinstance(item, SegmentDelta)])
             flush()
             unfinished = [item for item in rest if isinstance(item, Segment)]
             for segment in unfinished:

@@ -59,29 +59,30 @@ def _inside(root: Path, path: Path, allow_hidden: bool) -> Path | None:
     return real
 
 
-def _folder_files(root: Path, folder: Path, allow_hidden: bool) -> Iterator[tuple[str, Path]]:
+def _folder_files(root: Path, folder: Path, allow_hidden: bool, prefix: str = "") -> Iterator[tuple[str, str]]:
     """(name relative to ``folder``, real path) of each regular file inside ``folder``,
     hidden entries and links leading out of the root skipped (and logged). Links to
-    folders are not followed; the walk never leaves ``folder``."""
-    for directory, subdirs, files in os.walk(folder, followlinks=False):
-        here = Path(directory)
-        for name in list(subdirs):
-            if name.startswith("."):
-                subdirs.remove(name)
-            elif (here / name).is_symlink():
-                subdirs.remove(name)
-                if _inside(root, here / name, allow_hidden) is None:
-                    log.warning("DeepAnalyze: not listing %s: it links outside the server root", here / name)
-        subdirs.sort()
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            path = here / name
-            real = _inside(root, path, allow_hidden) if path.is_symlink() else path
+    folders are not followed; the walk never leaves ``folder``. One ``scandir`` per
+    folder and no further system call per plain file: a 100 000-file folder is cheap."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError as exc:
+        log.warning("DeepAnalyze: cannot list %s: %s", folder, exc)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        name = prefix + entry.name
+        if entry.is_symlink():
+            real = _inside(root, Path(entry.path), allow_hidden)
             if real is None:
-                log.warning("DeepAnalyze: not listing %s: it links outside the server root", path)
+                log.warning("DeepAnalyze: not listing %s: it links outside the server root", entry.path)
             elif real.is_file():
-                yield path.relative_to(folder).as_posix(), real
+                yield name, str(real)
+        elif entry.is_dir(follow_symlinks=False):
+            yield from _folder_files(root, Path(entry.path), allow_hidden, name + "/")
+        elif entry.is_file(follow_symlinks=False):
+            yield name, entry.path
 
 
 def data_files(
@@ -99,7 +100,7 @@ def data_files(
     """
     root = Path(root_dir).resolve()
     cwd = Path(kernel_cwd).resolve()
-    found: dict[str, Path] = {}
+    found: dict[str, str] = {}
     for api_path in api_paths:
         target = resolve_under_root(root_dir, api_path, allow_hidden=allow_hidden)
         name = Path(os.path.relpath(target, cwd)).as_posix()
@@ -107,7 +108,7 @@ def data_files(
             for inner, real in _folder_files(root, target, allow_hidden):
                 found[inner if name == "." else f"{name}/{inner}"] = real
         else:
-            found[name] = target
+            found[name] = str(target)
     names = sorted(found)
-    described = [DataFile(name, found[name].stat().st_size) for name in names[:MAX_LISTED_FILES]]
+    described = [DataFile(name, os.stat(found[name]).st_size) for name in names[:MAX_LISTED_FILES]]
     return DataListing(described, len(names) - len(described))
