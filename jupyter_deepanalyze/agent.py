@@ -131,6 +131,8 @@ class Agent:
         self._emit: Callable[[Event], None] = lambda event: None
         self._worker: asyncio.Task[None] | None = None
         self._started = False  # the worker's coroutine has begun (it can take a cancel)
+        self._task: Task | None = None
+        self._begun = False  # run_started and the title cell are out
         self._cancelled = False
         self._step = 0
         self._code_cell_id = ""
@@ -156,6 +158,7 @@ class Agent:
         if self._worker is not None:
             raise RuntimeError("an Agent runs one task; make a new Agent for the next")
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._task = task
         self._emit = queue.put_nowait
         self._worker = asyncio.create_task(self._run(task, queue))
         try:
@@ -189,6 +192,8 @@ class Agent:
             return []
         closing: list[Event] = []
         self._emit = closing.append
+        if self._task is not None:  # abandoned while the model was still opening
+            self._begin(self._task)
         self.status = "cancelled"
         self._status_cell("cancelled", error)
         self._make(RunFinished, status="cancelled", error=error)
@@ -223,16 +228,12 @@ class Agent:
                     raise asyncio.CancelledError
                 await self.model.ready()
             finally:
-                self._make(
-                    RunStarted,
-                    question=task.question,
-                    model=self.model.name or self.model.spec,
-                    kernel_id=self.kernel_id,
-                )
-                self._title_cell(task)
+                self._begin(task)
             dialect = self.model.dialect
             self.messages = dialect.initial_messages(
-                dialect.first_message(self._redactor.text(task.question), task.files, task.variables, task.more_files)
+                dialect.first_message(
+                    self._redactor.text(task.question), task.files, task.variables, task.more_files
+                )
             )
             report_cell_id = await self._loop()
             status = "completed"
@@ -256,6 +257,15 @@ class Agent:
                 self._status_cell(status, error)
             self._make(RunFinished, status=status, report_cell_id=report_cell_id, error=error)
         queue.put_nowait(None)
+
+    def _begin(self, task: Task) -> None:
+        """``run_started`` and the title cell, once."""
+        if self._begun:
+            return
+        self._begun = True
+        model = self.model.name or self.model.spec
+        self._make(RunStarted, question=task.question, model=model, kernel_id=self.kernel_id)
+        self._title_cell(task)
 
     def _title_cell(self, task: Task) -> None:
         lines = [f"## DeepAnalyze: {task.question.strip()}", ""]
