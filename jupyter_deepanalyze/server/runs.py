@@ -264,7 +264,8 @@ class RunManager:
         return runs[::-1]
 
     def runs(self, kernel_id: str | None = None) -> list[Run]:
-        runs = [*self._runs.values(), *self._finished.values()]
+        """The runs in memory, newest first (active ones, then the latest finished)."""
+        runs = [*reversed(self._runs.values()), *reversed(self._finished.values())]
         return [r for r in runs if kernel_id is None or r.kernel_id == kernel_id]
 
     # ------------------------------------------------------------------- runs

@@ -3,18 +3,21 @@
  *
  * Owns the markup and the accessible names the user (and the browser tests) rely on:
  * the question box `Ask DeepAnalyze`, the `Send` and `Stop` buttons, the model picker,
- * the approval toggle, the dataframe list with its `Analyze` actions, the streaming
- * steps of the current run with Run/Skip for cells awaiting approval, and errors as
- * plain lines. State lives in `AssistantModel`, words in `labels.ts`; this file only
+ * the approval toggle, the dataframe list with its `Analyze` actions, the notebook's
+ * conversation as a thread (earlier questions with their answers, their steps folded;
+ * the current run's streaming steps, each collapsible, with Run/Skip for cells awaiting
+ * approval), the files each run wrote with `Open …`/`Download …`, `Export report…`,
+ * `New conversation`, and errors as plain lines. State lives in `AssistantModel`, words in `labels.ts`; this file only
  * renders them and forwards clicks.
  */
 
 import type { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
+import { PathExt } from '@jupyterlab/coreutils';
 import type { CommandRegistry } from '@lumino/commands';
 import { VDomRenderer } from '@jupyterlab/ui-components';
 import React, { useState } from 'react';
 
-import type { IVariableInfo } from './api';
+import type { ExportFormat, IVariableInfo } from './api';
 import type { AssistantModel } from './assistant';
 import { CommandIds } from './commands';
 import type { Labels } from './labels';
@@ -35,6 +38,23 @@ export function formatElapsed(ms: number): string {
     ? `${hours}:${String(minutes).padStart(2, '0')}:${seconds}`
     : `${minutes}:${seconds}`;
 }
+
+/** `512 B`, `12.3 KB`, `4.0 MB` (powers of 1024), as the report's Files list says it. */
+export function formatBytes(size: number): string {
+  if (size < 1024) {
+    return `${size} B`;
+  }
+  let value = size;
+  for (const unit of ['KB', 'MB', 'GB']) {
+    value /= 1024;
+    if (value < 1024 || unit === 'GB') {
+      return `${value.toFixed(1)} ${unit}`;
+    }
+  }
+  return `${size} B`;
+}
+
+const EXPORT_FORMATS: readonly ExportFormat[] = ['html', 'pdf', 'markdown'];
 
 function formatShape(shape: number[] | null): string {
   return shape ? shape.join(' × ') : '';
@@ -79,7 +99,7 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         </div>
         {this._renderVariables()}
         <div className="jp-DeepAnalyze-run" role="log" aria-live="polite">
-          {session ? this._renderSession(session) : this._renderIntro()}
+          {this._renderThread(session)}
         </div>
         {model.runs.error && (
           <div className="jp-DeepAnalyze-error" role="alert">
@@ -139,7 +159,9 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
               aria-label={labels.modelSettings}
               title={labels.modelSettings}
               disabled={model.busy}
-              onClick={() => void this.commands.execute(CommandIds.modelSettings)}
+              onClick={() =>
+                void this.commands.execute(CommandIds.modelSettings)
+              }
             >
               ⚙
             </button>
@@ -246,6 +268,202 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
     return <div className="jp-DeepAnalyze-hint">{this.labels.intro}</div>;
   }
 
+  /**
+   * The conversation of the notebook shown: earlier questions (their answers shown,
+   * their steps folded), then the latest run in full.
+   */
+  private _renderThread(current: RunSession | null): React.ReactElement {
+    const model = this.model;
+    const path = model.threadPath;
+    let runs = path !== null ? model.conversations.thread(path) : [];
+    if (current && !runs.includes(current) && current.notebookPath === path) {
+      runs = [...runs, current];
+    }
+    const last = runs[runs.length - 1];
+    if (last === undefined) {
+      return current ? this._renderSession(current) : this._renderIntro();
+    }
+    return (
+      <>
+        {runs.slice(0, -1).map(session => this._renderEarlier(session))}
+        {this._renderSession(last)}
+        {last.finished && !model.busy && (
+          <div className="jp-DeepAnalyze-conversation">
+            <span className="jp-DeepAnalyze-hint">
+              {this.labels.followUpHint}
+            </span>
+            <button
+              className="jp-mod-styled"
+              aria-label={this.labels.newConversation}
+              onClick={() => model.newConversation()}
+            >
+              {this.labels.newConversation}
+            </button>
+          </div>
+        )}
+      </>
+    );
+  }
+
+  /** An earlier question of the conversation: its answer, its steps folded. */
+  private _renderEarlier(session: RunSession): React.ReactElement {
+    const labels = this.labels;
+    const transcript = session.transcript;
+    const answers = transcript.entries.filter(e => e.kind === 'Answer');
+    const steps = transcript.entries.filter(e => e.kind !== 'Answer');
+    return (
+      <section
+        key={session.runId}
+        className="jp-DeepAnalyze-turn"
+        data-run-id={session.runId}
+        aria-label={labels.earlierQuestion(transcript.question)}
+      >
+        <div className="jp-DeepAnalyze-turnQuestion">{transcript.question}</div>
+        <div
+          className="jp-DeepAnalyze-turnStatus"
+          data-status={transcript.status}
+        >
+          {labels.runStatus(transcript.status)}
+        </div>
+        {answers.map(entry => (
+          <Markdown
+            key={entry.step}
+            className="jp-DeepAnalyze-markdown jp-DeepAnalyze-turnAnswer"
+            source={entry.text}
+            services={this.display.markdown}
+          />
+        ))}
+        <details className="jp-DeepAnalyze-turnSteps">
+          <summary>{labels.steps(steps.length)}</summary>
+          <ol className="jp-DeepAnalyze-earlierSteps">
+            {steps.map(entry => (
+              <li
+                key={entry.step}
+                className="jp-DeepAnalyze-earlierStep"
+                data-kind={entry.kind}
+              >
+                <div className="jp-DeepAnalyze-stepLabel">
+                  {labels.stepKind(entry.kind)}
+                </div>
+                {this._renderText(entry)}
+              </li>
+            ))}
+          </ol>
+        </details>
+        {this._renderFiles(session)}
+        {this._renderExport(session)}
+      </section>
+    );
+  }
+
+  /** The files a run's code wrote, with Open and Download. */
+  private _renderFiles(session: RunSession): React.ReactElement | null {
+    const files = session.transcript.files;
+    if (files.length === 0) {
+      return null;
+    }
+    const labels = this.labels;
+    // The kernel of a notebook runs in the notebook's folder: paths are relative to it.
+    const folder = PathExt.dirname(session.notebookPath);
+    return (
+      <section className="jp-DeepAnalyze-files" aria-label={labels.files}>
+        <div className="jp-DeepAnalyze-stepLabel">{labels.files}</div>
+        <ul>
+          {files.map(file => {
+            const path = PathExt.join(folder, file.path);
+            return (
+              <li
+                key={file.path}
+                className="jp-DeepAnalyze-file"
+                data-status={file.status}
+              >
+                <code className="jp-DeepAnalyze-filePath">{file.path}</code>
+                <span className="jp-DeepAnalyze-fileInfo">
+                  {labels.fileSize(
+                    formatBytes(file.size),
+                    labels.fileStatus(file.status)
+                  )}
+                </span>
+                <button
+                  className="jp-DeepAnalyze-linkButton"
+                  aria-label={labels.openFile(file.path)}
+                  onClick={() =>
+                    void this.commands.execute('docmanager:open', { path })
+                  }
+                >
+                  {labels.open}
+                </button>
+                <a
+                  className="jp-DeepAnalyze-linkButton"
+                  aria-label={labels.downloadFile(file.path)}
+                  href={this.model.client.downloadUrl(path)}
+                  download={PathExt.basename(file.path)}
+                >
+                  {labels.download}
+                </a>
+              </li>
+            );
+          })}
+        </ul>
+      </section>
+    );
+  }
+
+  /** "Export report…" (HTML, PDF, Markdown) of a finished run, and what it wrote. */
+  private _renderExport(session: RunSession): React.ReactElement | null {
+    if (!session.finished) {
+      return null;
+    }
+    const labels = this.labels;
+    const conversations = this.model.conversations;
+    const exporting = conversations.exporting(session.runId);
+    const result = conversations.exported(session.runId);
+    return (
+      <div className="jp-DeepAnalyze-export">
+        <details>
+          <summary>{labels.exportReport}</summary>
+          {EXPORT_FORMATS.map(format => (
+            <button
+              key={format}
+              className="jp-mod-styled"
+              aria-label={labels.exportAs(labels.exportFormat(format))}
+              disabled={exporting}
+              onClick={() => void conversations.export(session, format)}
+            >
+              {labels.exportFormat(format)}
+            </button>
+          ))}
+        </details>
+        {exporting && (
+          <div className="jp-DeepAnalyze-hint" role="status">
+            {labels.exporting}
+          </div>
+        )}
+        {!exporting && result?.path && (
+          <div className="jp-DeepAnalyze-exported" role="status">
+            {labels.exportedTo(result.path)}{' '}
+            <button
+              className="jp-DeepAnalyze-linkButton"
+              aria-label={labels.openFile(result.path)}
+              onClick={() =>
+                void this.commands.execute('docmanager:open', {
+                  path: result.path
+                })
+              }
+            >
+              {labels.open}
+            </button>
+          </div>
+        )}
+        {!exporting && result?.error && (
+          <div className="jp-DeepAnalyze-error" role="alert">
+            {labels.exportFailed(result.error)}
+          </div>
+        )}
+      </div>
+    );
+  }
+
   private _renderSession(session: RunSession): React.ReactElement {
     const labels = this.labels;
     const transcript = session.transcript;
@@ -295,6 +513,8 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
             )}
           </div>
         )}
+        {this._renderFiles(session)}
+        {this._renderExport(session)}
       </>
     );
   }
@@ -335,10 +555,12 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         data-kind={entry.kind}
         data-streaming={entry.streaming ? 'true' : undefined}
       >
-        <div className="jp-DeepAnalyze-stepLabel">
-          {labels.stepKind(entry.kind)}
-        </div>
-        {this._renderText(entry)}
+        <details className="jp-DeepAnalyze-stepBody" open>
+          <summary className="jp-DeepAnalyze-stepLabel">
+            {labels.stepKind(entry.kind)}
+          </summary>
+          {this._renderText(entry)}
+        </details>
         {execution && (
           <div
             className="jp-DeepAnalyze-execution"
