@@ -10,12 +10,15 @@ Must not look at any disk: executors find the files (``execution.snapshots``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from .events import ArtifactStatus
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ def files_section(files: Iterable[Artifact], base: str = "") -> str:
     """The report's closing "Files" list (Markdown), or ``""`` when the run wrote none."""
     lines = []
     for artifact in files:
-        label = artifact.path.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+        label = _CONTROL.sub("?", artifact.path)  # a name is one line of the list, whatever it holds
+        label = label.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
         details = f"{format_bytes(artifact.size)}, {artifact.status}"
         lines.append(f"- [{label}]({file_link(artifact.path, base)}) ({details})")
     if not lines:
