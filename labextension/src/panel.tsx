@@ -2,27 +2,27 @@
  * The "DeepAnalyze" sidebar: renders the assistant model.
  *
  * Owns the markup and the accessible names the user (and the browser tests) rely on:
- * the question box `Ask DeepAnalyze`, the `Send` and `Stop` buttons, the model picker,
- * the approval toggle, the dataframe list with its `Analyze` actions, the notebook's
- * conversation as a thread (earlier questions with their answers, their steps folded;
- * the current run's streaming steps, each collapsible, with Run/Skip for cells awaiting
- * approval), the files each run wrote with `Open …`/`Download …`, `Export report…`,
- * `New conversation`, and errors as plain lines. State lives in `AssistantModel`, words in `labels.ts`; this file only
- * renders them and forwards clicks.
+ * the model picker, the approval toggle, the dataframe list with its `Analyze` actions,
+ * the notebook's conversation as a thread (earlier questions, `thread.tsx`; the current
+ * run's streaming steps, each collapsible, with Run/Skip for cells awaiting approval;
+ * its files and `Export report…`), `New conversation`, the question box
+ * (`questionBox.tsx`) and errors as plain lines. State lives in `AssistantModel`, words
+ * in `labels.ts`; this file only renders them and forwards clicks.
  */
 
 import type { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
-import { PathExt } from '@jupyterlab/coreutils';
 import type { CommandRegistry } from '@lumino/commands';
 import { VDomRenderer } from '@jupyterlab/ui-components';
-import React, { useState } from 'react';
+import React from 'react';
 
-import type { ExportFormat, IVariableInfo } from './api';
+import type { IVariableInfo } from './api';
 import type { AssistantModel } from './assistant';
 import { CommandIds } from './commands';
 import type { Labels } from './labels';
 import { Code, type IMarkdownServices, Markdown } from './markdown';
+import { QuestionBox } from './questionBox';
 import type { RunSession } from './session';
+import { EarlierRun, type IRunViewProps, RunExport, RunFiles } from './thread';
 import type { ITranscriptEntry } from './transcript';
 
 /** The sidebar widget's DOM id (stable, for layout restoration and tests). */
@@ -38,23 +38,6 @@ export function formatElapsed(ms: number): string {
     ? `${hours}:${String(minutes).padStart(2, '0')}:${seconds}`
     : `${minutes}:${seconds}`;
 }
-
-/** `512 B`, `12.3 KB`, `4.0 MB` (powers of 1024), as the report's Files list says it. */
-export function formatBytes(size: number): string {
-  if (size < 1024) {
-    return `${size} B`;
-  }
-  let value = size;
-  for (const unit of ['KB', 'MB', 'GB']) {
-    value /= 1024;
-    if (value < 1024 || unit === 'GB') {
-      return `${value.toFixed(1)} ${unit}`;
-    }
-  }
-  return `${size} B`;
-}
-
-const EXPORT_FORMATS: readonly ExportFormat[] = ['html', 'pdf', 'markdown'];
 
 function formatShape(shape: number[] | null): string {
   return shape ? shape.join(' × ') : '';
@@ -285,7 +268,13 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
     }
     return (
       <>
-        {runs.slice(0, -1).map(session => this._renderEarlier(session))}
+        {runs.slice(0, -1).map(session => (
+          <EarlierRun
+            key={session.runId}
+            {...this._threadProps(session)}
+            renderText={entry => this._renderText(entry)}
+          />
+        ))}
         {this._renderSession(last)}
         {last.finished && !model.busy && (
           <div className="jp-DeepAnalyze-conversation">
@@ -302,165 +291,6 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
           </div>
         )}
       </>
-    );
-  }
-
-  /** An earlier question of the conversation: its answer, its steps folded. */
-  private _renderEarlier(session: RunSession): React.ReactElement {
-    const labels = this.labels;
-    const transcript = session.transcript;
-    const answers = transcript.entries.filter(e => e.kind === 'Answer');
-    const steps = transcript.entries.filter(e => e.kind !== 'Answer');
-    return (
-      <section
-        key={session.runId}
-        className="jp-DeepAnalyze-turn"
-        data-run-id={session.runId}
-        aria-label={labels.earlierQuestion(transcript.question)}
-      >
-        <div className="jp-DeepAnalyze-turnQuestion">{transcript.question}</div>
-        <div
-          className="jp-DeepAnalyze-turnStatus"
-          data-status={transcript.status}
-        >
-          {labels.runStatus(transcript.status)}
-        </div>
-        {answers.map(entry => (
-          <Markdown
-            key={entry.step}
-            className="jp-DeepAnalyze-markdown jp-DeepAnalyze-turnAnswer"
-            source={entry.text}
-            services={this.display.markdown}
-          />
-        ))}
-        <details className="jp-DeepAnalyze-turnSteps">
-          <summary>{labels.steps(steps.length)}</summary>
-          <ol className="jp-DeepAnalyze-earlierSteps">
-            {steps.map(entry => (
-              <li
-                key={entry.step}
-                className="jp-DeepAnalyze-earlierStep"
-                data-kind={entry.kind}
-              >
-                <div className="jp-DeepAnalyze-stepLabel">
-                  {labels.stepKind(entry.kind)}
-                </div>
-                {this._renderText(entry)}
-              </li>
-            ))}
-          </ol>
-        </details>
-        {this._renderFiles(session)}
-        {this._renderExport(session)}
-      </section>
-    );
-  }
-
-  /** The files a run's code wrote, with Open and Download. */
-  private _renderFiles(session: RunSession): React.ReactElement | null {
-    const files = session.transcript.files;
-    if (files.length === 0) {
-      return null;
-    }
-    const labels = this.labels;
-    // The kernel of a notebook runs in the notebook's folder: paths are relative to it.
-    const folder = PathExt.dirname(session.notebookPath);
-    return (
-      <section className="jp-DeepAnalyze-files" aria-label={labels.files}>
-        <div className="jp-DeepAnalyze-stepLabel">{labels.files}</div>
-        <ul>
-          {files.map(file => {
-            const path = PathExt.join(folder, file.path);
-            return (
-              <li
-                key={file.path}
-                className="jp-DeepAnalyze-file"
-                data-status={file.status}
-              >
-                <code className="jp-DeepAnalyze-filePath">{file.path}</code>
-                <span className="jp-DeepAnalyze-fileInfo">
-                  {labels.fileSize(
-                    formatBytes(file.size),
-                    labels.fileStatus(file.status)
-                  )}
-                </span>
-                <button
-                  className="jp-DeepAnalyze-linkButton"
-                  aria-label={labels.openFile(file.path)}
-                  onClick={() =>
-                    void this.commands.execute('docmanager:open', { path })
-                  }
-                >
-                  {labels.open}
-                </button>
-                <a
-                  className="jp-DeepAnalyze-linkButton"
-                  aria-label={labels.downloadFile(file.path)}
-                  href={this.model.client.downloadUrl(path)}
-                  download={PathExt.basename(file.path)}
-                >
-                  {labels.download}
-                </a>
-              </li>
-            );
-          })}
-        </ul>
-      </section>
-    );
-  }
-
-  /** "Export report…" (HTML, PDF, Markdown) of a finished run, and what it wrote. */
-  private _renderExport(session: RunSession): React.ReactElement | null {
-    if (!session.finished) {
-      return null;
-    }
-    const labels = this.labels;
-    const conversations = this.model.conversations;
-    const exporting = conversations.exporting(session.runId);
-    const result = conversations.exported(session.runId);
-    return (
-      <div className="jp-DeepAnalyze-export">
-        <details>
-          <summary>{labels.exportReport}</summary>
-          {EXPORT_FORMATS.map(format => (
-            <button
-              key={format}
-              className="jp-mod-styled"
-              aria-label={labels.exportAs(labels.exportFormat(format))}
-              disabled={exporting}
-              onClick={() => void conversations.export(session, format)}
-            >
-              {labels.exportFormat(format)}
-            </button>
-          ))}
-        </details>
-        {exporting && (
-          <div className="jp-DeepAnalyze-hint" role="status">
-            {labels.exporting}
-          </div>
-        )}
-        {!exporting && result?.path && (
-          <div className="jp-DeepAnalyze-exported" role="status">
-            {labels.exportedTo(result.path)}{' '}
-            <button
-              className="jp-DeepAnalyze-linkButton"
-              aria-label={labels.openFile(result.path)}
-              onClick={() =>
-                void this.commands.execute('docmanager:open', {
-                  path: result.path
-                })
-              }
-            >
-              {labels.open}
-            </button>
-          </div>
-        )}
-        {!exporting && result?.error && (
-          <div className="jp-DeepAnalyze-error" role="alert">
-            {labels.exportFailed(result.error)}
-          </div>
-        )}
-      </div>
     );
   }
 
@@ -513,10 +343,21 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
             )}
           </div>
         )}
-        {this._renderFiles(session)}
-        {this._renderExport(session)}
+        <RunFiles {...this._threadProps(session)} />
+        <RunExport {...this._threadProps(session)} />
       </>
     );
+  }
+
+  private _threadProps(session: RunSession): IRunViewProps {
+    return {
+      session,
+      labels: this.labels,
+      commands: this.commands,
+      conversations: this.model.conversations,
+      client: this.model.client,
+      markdown: this.display.markdown
+    };
   }
 
   private _renderText(entry: ITranscriptEntry): React.ReactElement {
@@ -608,66 +449,6 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
   }
 
   private _clock: ReturnType<typeof setInterval> | undefined;
-}
-
-interface IQuestionBoxProps {
-  labels: Labels;
-  busy: boolean;
-  /** Resolves with the run id, or null when the run did not start. */
-  onSend(question: string): Promise<string | null>;
-  onStop(): void;
-}
-
-/** The question box keeps its own draft so that re-renders never lose typing. */
-function QuestionBox(props: IQuestionBoxProps): React.ReactElement {
-  const { labels, busy } = props;
-  const [draft, setDraft] = useState('');
-  const send = async () => {
-    if (busy || !draft.trim()) {
-      return;
-    }
-    // The draft is cleared only once the run started, so a failed Send loses nothing.
-    if ((await props.onSend(draft)) !== null) {
-      setDraft('');
-    }
-  };
-  return (
-    <div className="jp-DeepAnalyze-ask">
-      <textarea
-        className="jp-DeepAnalyze-question-input"
-        aria-label={labels.askDeepAnalyze}
-        placeholder={labels.askPlaceholder}
-        rows={3}
-        value={draft}
-        onChange={event => setDraft(event.target.value)}
-        onKeyDown={event => {
-          // Enter sends, Shift+Enter starts a new line, as in chat boxes.
-          if (event.key === 'Enter' && !event.shiftKey) {
-            event.preventDefault();
-            void send();
-          }
-        }}
-      />
-      <div className="jp-DeepAnalyze-askButtons">
-        <button
-          className="jp-mod-styled jp-mod-accept"
-          aria-label={labels.send}
-          disabled={busy || !draft.trim()}
-          onClick={() => void send()}
-        >
-          {labels.send}
-        </button>
-        <button
-          className="jp-mod-styled jp-mod-warn"
-          aria-label={labels.stop}
-          disabled={!busy}
-          onClick={props.onStop}
-        >
-          {labels.stop}
-        </button>
-      </div>
-    </div>
-  );
 }
 
 /** `pandas.DataFrame` → `DataFrame`: the list is narrow; the full name is in the tooltip. */
