@@ -2,7 +2,11 @@
 
 Owns ``Agent.run(task)``: model turn → segments → (approval) → execute → feedback,
 until ``<Answer>``, ``max_rounds``, cancellation or a failure. Every ending is a
-``run_finished`` event; no exception escapes as a traceback.
+``run_finished`` event; no exception escapes as a traceback. A task that ``follows`` a
+finished run continues its conversation (``conversation``); a history that no longer
+fits the context window is shortened, oldest execute outputs first. The files each
+block writes (the executor lists its folder before and after) become ``artifacts``
+events and the report's closing Files list.
 
 Must not know about HTTP, the browser or files.
 """
@@ -17,9 +21,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .artifacts import RunFiles, files_section
 from .config import DeepAnalyze
+from .conversation import Conversation, chars_to_free, follow_up_messages, shorten_history
 from .events import (
     ApprovalRequired,
+    Artifacts,
     CellCreated,
     ClearOutput,
     Delta,
@@ -35,7 +42,8 @@ from .events import (
     new_run_id,
 )
 from .execution import DeadKernelError, ExecutionFailure, Executor
-from .llm import ChatModel, GenerationParams, ModelError
+from .execution.snapshots import changed_files
+from .llm import ChatModel, ContextWindowFullError, GenerationParams, ModelError
 from .outputs import ClearOutputs, OutputChange
 from .protocol import (
     CODE_CLOSE,
@@ -65,6 +73,8 @@ class Task:
     question: str
     files: Sequence[DataFile] = ()
     variables: Sequence[VariableInfo] = ()
+    follows: Conversation | None = None
+    """A finished run whose conversation this task continues (a follow-up question)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,8 @@ class Agent:
         approval: ApprovalHook | None = None,
         run_id: str | None = None,
         kernel_id: str | None = None,
+        track_files: bool = True,
+        file_links: str = "",
     ) -> None:
         self.model = model
         self.executor = executor
@@ -110,7 +122,13 @@ class Agent:
         self.approval = approval
         self.run_id = run_id or new_run_id()
         self.kernel_id = kernel_id
+        self.track_files = track_files
+        self.file_links = file_links
+        """The run's working folder as seen from where its report is read (``""``: the
+        same folder; ``"OUT_files/"`` for the CLI's report): the Files list's links start with it."""
         self.messages: list[dict[str, str]] = []
+        """The conversation as sent to the model; a follow-up continues it (``conversation``)."""
+        self.files = RunFiles()
         self.status: str | None = None
         self._events = EventSequence(self.run_id)
         self._emit: Callable[[Event], None] = lambda event: None
@@ -130,6 +148,7 @@ class Agent:
             "execution_timeout": config.execution_timeout,
             "temperature": config.temperature,
             "max_tokens": config.max_tokens,
+            "track_files": config.track_files,
         }
         return cls(model, executor, **{**settings, **options})
 
@@ -150,6 +169,10 @@ class Agent:
                 self._worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._worker
+
+    def conversation(self) -> Conversation:
+        """This run's conversation, for a follow-up to continue (``Task(follows=…)``)."""
+        return Conversation.of(self.run_id, self.messages)
 
     def cancel(self) -> None:
         """Stop the model stream and interrupt the kernel; the run ends ``cancelled``.
@@ -197,12 +220,15 @@ class Agent:
                     question=task.question,
                     model=self.model.name or self.model.spec,
                     kernel_id=self.kernel_id,
+                    parent_run_id=task.follows.run_id if task.follows else None,
                 )
                 self._title_cell(task)
             dialect = self.model.dialect
-            self.messages = dialect.initial_messages(
-                dialect.first_message(task.question, task.files, task.variables)
-            )
+            first = dialect.first_message(task.question, task.files, task.variables)
+            if task.follows is not None:
+                self.messages = follow_up_messages(dialect, task.follows.messages, first)
+            else:
+                self.messages = dialect.initial_messages(first)
             report_cell_id = await self._loop()
             status = "completed"
         except _RunEnded as ended:
@@ -243,7 +269,7 @@ class Agent:
 
     async def _loop(self) -> str | None:
         for _ in range(self.max_rounds):
-            turn, segments = await self._model_turn()
+            turn, segments = await self._fitting_turn()
             report = next((s for s in segments if s.tag == "Answer"), None)
             code = next((s for s in segments if s.tag == "Code"), None)
             if not turn.strip():
@@ -261,6 +287,20 @@ class Agent:
             self.messages.append({"role": "assistant", "content": turn})
             self.messages.append(self.model.dialect.execute_message(feedback))
         raise _RunEnded("max_rounds")
+
+    async def _fitting_turn(self) -> tuple[str, list[Segment]]:
+        """A model turn; while the history does not fit the context window, its oldest
+        long execute outputs are shortened (PROTOCOL.md, "Follow-ups") and it is asked again."""
+        while True:
+            try:
+                return await self._model_turn()
+            except ContextWindowFullError as full:
+                chars = chars_to_free(full.limit, full.needed)
+                shortened = shorten_history(self.messages, self.model.dialect, chars)
+                if shortened is None:
+                    raise
+                log.info("run %s: the history did not fit the context window; older outputs shortened", self.run_id)
+                self.messages = shortened
 
     async def _model_turn(self) -> tuple[str, list[Segment]]:
         """Stream one turn; emit deltas, segments and cells; stop after the first code block."""
@@ -328,7 +368,8 @@ class Agent:
         if segment.tag == "Code":
             self._code_cell_id = self._cell("code", "code", extract_code(segment.text))
         elif segment.tag == "Answer":
-            self._report_cell_id = self._cell("report", "markdown", text)
+            files = files_section(self.files.files, self.file_links)
+            self._report_cell_id = self._cell("report", "markdown", f"{text}\n\n{files}" if files else text)
         elif segment.tag in _ROLES and text:
             label = _LABELS.get(segment.tag)
             self._cell(_ROLES[segment.tag], "markdown", f"{label}\n\n{text}" if label else text)
@@ -367,6 +408,8 @@ class Agent:
                 )
 
         changed = ran if ran != code else None
+        lister = getattr(self.executor, "snapshot_files", None) if self.track_files else None
+        before = await lister() if lister is not None else None
         try:
             result = await self.executor.execute(ran, timeout=self.execution_timeout, on_output=forward)
         except asyncio.CancelledError:
@@ -383,4 +426,8 @@ class Agent:
             feedback=result.feedback,
             code=changed,
         )
+        if before is not None and lister is not None and (after := await lister(before.folder)) is not None:
+            if written := changed_files(before, after):
+                self.files.add(written)
+                self._make(Artifacts, step=self._step, files=[artifact.to_json() for artifact in written])
         return ran, result.feedback

@@ -80,7 +80,13 @@ async def test_a_run_uses_the_notebooks_kernel_its_df_and_files_beside_it(
     assert logged == events
     listed = await api.call("GET", "runs", params={"kernel_id": notebook.kernel_id})
     assert listed.body["runs"] == [
-        {"run_id": run_id, "kernel_id": notebook.kernel_id, "status": "completed", "question": QUESTION}
+        {
+            "run_id": run_id,
+            "kernel_id": notebook.kernel_id,
+            "status": "completed",
+            "question": QUESTION,
+            "parent_run_id": None,
+        }
     ]
 
 
