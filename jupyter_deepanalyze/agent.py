@@ -2,9 +2,14 @@
 
 Owns ``Agent.run(task)``: model turn → segments → (approval) → execute → feedback,
 until ``<Answer>``, ``max_rounds``, cancellation or a failure. Every ending is a
-``run_finished`` event; no exception escapes as a traceback. Everything a run produces
-passes one ``sanitize.Redactor`` on its way out (events) and back to the model
-(feedback, turns): configured secrets read ``***``, lone surrogates U+FFFD.
+``run_finished`` event; no exception escapes as a traceback. A task that ``follows`` a
+finished run continues its conversation (``conversation``); a history that no longer
+fits the context window is shortened, oldest execute outputs first. The files each
+block writes (the executor lists its folder before and after) become ``artifacts``
+events and the report's closing Files list. A turn whose stream broke off is asked for
+again once, never acted on. Everything a run produces passes one ``sanitize.Redactor`` on
+its way out (events) and back to the model (feedback, turns): configured secrets read
+``***``, lone surrogates U+FFFD.
 
 Must not know about HTTP, the browser or files.
 """
@@ -14,14 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .artifacts import RunFiles, files_section
 from .config import DeepAnalyze
+from .conversation import Conversation, chars_to_free, follow_up_messages, shorten_history
 from .events import (
     ApprovalRequired,
+    Artifacts,
     CellCreated,
     ClearOutput,
     Delta,
@@ -37,28 +44,29 @@ from .events import (
     new_run_id,
 )
 from .execution import DeadKernelError, ExecutionFailure, Executor, KernelUnresponsive
-from .llm import ChatModel, GenerationParams, ModelError, ModelUnavailableError, StreamCutOff
+from .execution.snapshots import changed_files
+from .llm import (
+    ChatModel,
+    ContextWindowFullError,
+    GenerationParams,
+    ModelError,
+    ModelUnavailableError,
+    StreamCutOff,
+)
 from .outputs import ClearOutputs, OutputChange
 from .protocol import (
-    CODE_CLOSE,
     DataFile,
     Segment,
-    SegmentDelta,
-    SegmentParser,
     VariableInfo,
     extract_code,
     format_size,
     replace_code,
 )
-from .sanitize import Redactor, clean_text
+from .sanitize import Redactor
+from .turns import TurnSink, read_turn
 
 log = logging.getLogger(__name__)
 
-DELTA_FLUSH_SECONDS = 0.05
-"""Streamed text is sent to sinks at most this often (tokens are coalesced)."""
-YIELD_SECONDS = 0.02
-"""A stream arriving faster than it is parsed is read without ever waiting: the turn lets
-the event loop run other work at least this often (nothing the model sends stalls a server)."""
 SKIPPED_FEEDBACK = "[Skipped]: the user chose not to run this code."
 
 _ROLES = {"Analyze": "analyze", "Understand": "understand", None: "note"}
@@ -74,6 +82,8 @@ class Task:
     variables: Sequence[VariableInfo] = ()
     more_files: int = 0
     """Data files left out of ``files`` (a bounded listing): the model is told how many."""
+    follows: Conversation | None = None
+    """A finished run whose conversation this task continues (a follow-up question)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,8 @@ class Agent:
         run_id: str | None = None,
         kernel_id: str | None = None,
         secrets: Sequence[str] = (),
+        track_files: bool = True,
+        file_links: str = "",
     ) -> None:
         self.model = model
         self.executor = executor
@@ -124,7 +136,13 @@ class Agent:
         self.approval = approval
         self.run_id = run_id or new_run_id()
         self.kernel_id = kernel_id
+        self.track_files = track_files
+        self.file_links = file_links
+        """The run's working folder as seen from where its report is read (``""``: the
+        same folder; ``"OUT_files/"`` for the CLI's report): the Files list's links start with it."""
         self.messages: list[dict[str, str]] = []
+        """The conversation as sent to the model; a follow-up continues it (``conversation``)."""
+        self.files = RunFiles()
         self.status: str | None = None
         self._events = EventSequence(self.run_id)
         self._redactor = Redactor(secrets)
@@ -147,6 +165,7 @@ class Agent:
             "execution_timeout": config.execution_timeout,
             "temperature": config.temperature,
             "max_tokens": config.max_tokens,
+            "track_files": config.track_files,
         }
         options["secrets"] = (*config.secrets(), *options.get("secrets", ()))
         return cls(model, executor, **{**settings, **options})
@@ -169,6 +188,10 @@ class Agent:
                 self._worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._worker
+
+    def conversation(self) -> Conversation:
+        """This run's conversation, for a follow-up to continue (``Task(follows=…)``)."""
+        return Conversation.of(self.run_id, self.messages)
 
     def cancel(self) -> None:
         """Stop the model stream and interrupt the kernel; the run ends ``cancelled``.
@@ -230,11 +253,12 @@ class Agent:
             finally:
                 self._begin(task)
             dialect = self.model.dialect
-            self.messages = dialect.initial_messages(
-                dialect.first_message(
-                    self._redactor.text(task.question), task.files, task.variables, task.more_files
-                )
-            )
+            question = self._redactor.text(task.question)
+            first = dialect.first_message(question, task.files, task.variables, task.more_files)
+            if task.follows is not None:
+                self.messages = follow_up_messages(dialect, task.follows.messages, first)
+            else:
+                self.messages = dialect.initial_messages(first)
             report_cell_id = await self._loop()
             status = "completed"
         except _RunEnded as ended:
@@ -264,7 +288,8 @@ class Agent:
             return
         self._begun = True
         model = self.model.name or self.model.spec
-        self._make(RunStarted, question=task.question, model=model, kernel_id=self.kernel_id)
+        parent = task.follows.run_id if task.follows else None
+        self._make(RunStarted, question=task.question, model=model, kernel_id=self.kernel_id, parent_run_id=parent)
         self._title_cell(task)
 
     def _title_cell(self, task: Task) -> None:
@@ -289,7 +314,7 @@ class Agent:
 
     async def _loop(self) -> str | None:
         for _ in range(self.max_rounds):
-            turn, segments = await self._finished_turn()
+            turn, segments = await self._fitting_turn()
             report = next((s for s in segments if s.tag == "Answer"), None)
             code = next((s for s in segments if s.tag == "Code"), None)
             if not turn.strip():
@@ -308,6 +333,20 @@ class Agent:
             self.messages.append({"role": "assistant", "content": turn})
             self.messages.append(self.model.dialect.execute_message(self._redactor.text(feedback)))
         raise _RunEnded("max_rounds")
+
+    async def _fitting_turn(self) -> tuple[str, list[Segment]]:
+        """A model turn; while the history does not fit the context window, its oldest
+        long execute outputs are shortened (PROTOCOL.md, "Follow-ups") and it is asked again."""
+        while True:
+            try:
+                return await self._finished_turn()
+            except ContextWindowFullError as full:
+                chars = chars_to_free(full.limit, full.needed)
+                shortened = shorten_history(self.messages, self.model.dialect, chars)
+                if shortened is None:
+                    raise
+                log.info("run %s: the history did not fit the context window; older outputs shortened", self.run_id)
+                self.messages = shortened
 
     async def _finished_turn(self) -> tuple[str, list[Segment]]:
         """A model turn whose stream ended properly, asked for again once if it broke off.
@@ -330,83 +369,19 @@ class Agent:
             raise _RunEnded("failed", f"{first} Asked again, it did not answer.") from None
 
     async def _model_turn(self) -> tuple[str, list[Segment]]:
-        """Stream one turn; emit deltas, segments and cells; stop after the first code block."""
-        parser = SegmentParser()
-        chunks: list[str] = []
-        segments: list[Segment] = []
-        # Text of the pending deltas (strings, not delta objects: a fast stream leaves nothing
-        # for the garbage collector to walk) and the tag they belong to.
-        pending: list[str] = []
-        pending_tag: list[str | None] = [None]
-        last_flush = time.monotonic()
+        """Stream one turn (``turns.read_turn``): deltas, segments and cells as they come."""
         self._code_cell_id = ""
         self._report_cell_id = None
 
-        def flush() -> None:
-            nonlocal last_flush
-            if pending:
-                # Every pending delta belongs to the segment in progress (a finished segment
-                # flushes first): its tag is theirs, not whatever the parser has opened since.
-                self._make(Delta, step=self._step + 1, text="".join(pending), tag=pending_tag[0])
-                pending.clear()
-            last_flush = time.monotonic()
+        def delta(tag: str | None, text: str) -> None:
+            self._make(Delta, step=self._step + 1, text=text, tag=tag)
 
-        def handle(items: list[SegmentDelta | Segment]) -> bool:
-            for item in items:
-                if isinstance(item, SegmentDelta):
-                    if not pending:
-                        pending_tag[0] = item.tag
-                    pending.append(item.text)
-                    continue
-                flush()
-                segments.append(item)
-                self._segment(item)
-                if item.tag == "Code" or (item.tag == "Answer" and item.closed):
-                    return True  # the turn is over: code to run, or the final answer
-            if time.monotonic() - last_flush >= DELTA_FLUSH_SECONDS:
-                flush()
-            return False
+        def unfinished(segment: Segment) -> None:  # a step of its own, never a cell
+            self._step += 1
+            self._make(SegmentFinished, step=self._step, tag=segment.tag, text=segment.text)
 
-        stream = self.model.stream(self.messages, self.params)
-        ended = False
-        try:
-            last_yield = time.monotonic()
-            async for piece in stream:
-                chunk = clean_text(piece)
-                chunks.append(chunk)
-                if handle(parser.feed(chunk)):
-                    ended = True
-                    break
-                if time.monotonic() - last_yield >= YIELD_SECONDS:
-                    await asyncio.sleep(0)  # a yield to the loop, not a wait
-                    last_yield = time.monotonic()
-        except StreamCutOff:
-            # What streamed was shown as it came; its unfinished step is closed for the
-            # sinks (a step of its own, never a cell) and nothing of it is acted on.
-            rest = parser.close()
-            handle([item for item in rest if isinstance(item, SegmentDelta)])
-            flush()
-            unfinished = [item for item in rest if isinstance(item, Segment)]
-            for segment in unfinished:
-                self._step += 1
-                self._make(SegmentFinished, step=self._step, tag=segment.tag, text=segment.text)
-            raise
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-        turn = "".join(chunks)
-        if ended:
-            # Anything after the first </Code> was not produced by a model that stopped
-            # there (vLLM does): the next round answers the code. After </Answer> the run
-            # is over, so the rest of the stream is not waited for either.
-            tag = segments[-1].tag
-            closing = f"</{tag}>"
-            turn = turn[: turn.index(closing, turn.index(f"<{tag}>")) + len(closing)]
-        else:
-            handle(parser.close())
-            flush()
-            if segments and segments[-1].tag == "Code" and not segments[-1].closed:
-                turn += CODE_CLOSE  # cut off by max_tokens: close it so history stays well-formed
-        return turn, segments
+        sink = TurnSink(delta=delta, segment=self._segment, unfinished=unfinished)
+        return await read_turn(self.model.stream(self.messages, self.params), sink)
 
     def _segment(self, segment: Segment) -> None:
         step = self._step + 1
@@ -415,7 +390,8 @@ class Agent:
         if segment.tag == "Code":
             self._code_cell_id = self._cell("code", "code", extract_code(segment.text))
         elif segment.tag == "Answer":
-            self._report_cell_id = self._cell("report", "markdown", text)
+            files = files_section(self.files.files, self.file_links)
+            self._report_cell_id = self._cell("report", "markdown", f"{text}\n\n{files}" if files else text)
         elif segment.tag in _ROLES and text:
             label = _LABELS.get(segment.tag)
             self._cell(_ROLES[segment.tag], "markdown", f"{label}\n\n{text}" if label else text)
@@ -454,6 +430,8 @@ class Agent:
                 )
 
         changed = ran if ran != code else None
+        lister = getattr(self.executor, "snapshot_files", None) if self.track_files else None
+        before = await lister() if lister is not None else None
         try:
             result = await self.executor.execute(ran, timeout=self.execution_timeout, on_output=forward)
         except asyncio.CancelledError:
@@ -473,4 +451,8 @@ class Agent:
             feedback=result.feedback,
             code=changed,
         )
+        if before is not None and lister is not None and (after := await lister(before.folder)) is not None:
+            if written := changed_files(before, after):
+                self.files.add(written)
+                self._make(Artifacts, step=self._step, files=[artifact.to_json() for artifact in written])
         return ran, result.feedback

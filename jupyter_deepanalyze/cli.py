@@ -1,8 +1,8 @@
 """``jupyter deepanalyze``: the headless front doors, one Jupyter application.
 
 Owns ``DeepAnalyzeApp`` (a ``jupyter_core`` ``JupyterApp``, as nbclient's
-``NbClientApp``) and its subcommands ``report`` (a report notebook from data files),
-``eval`` (a benchmark run, ``eval/``), ``models`` (which model a spec resolves to, and
+``NbClientApp``) and its subcommands ``report`` (a report notebook from data files,
+``cli_report``), ``eval`` (a benchmark run, ``eval/``), ``models`` (which model a spec resolves to, and
 whether it answers) and ``bench`` (the harness's performance, ``eval/bench.py``). Every
 option is an alias or a flag of a trait — a ``DeepAnalyze`` setting or one of the
 subcommand's own — so ``--help-all``, ``jupyter_deepanalyze_config.py`` (or ``.json``)
@@ -18,179 +18,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from jupyter_core.application import base_aliases, base_flags
-from traitlets import Bool, Int, List, Unicode
+from traitlets import Bool, Int, Unicode
 
-from .agent import Task
+from .cli_report import ReportApp, gateway_settings
 from .command import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_TERMINATED,
     EXIT_USAGE,
+    GATEWAY_ALIASES,
+    MODEL_ALIASES,
+    RUN_ALIASES,
+    RUN_FLAGS,
     DeepAnalyzeCommand,
     UsageError,
     flags_of,
 )
 from .config import DeepAnalyze
-from .demo import DEMO_FILE, DEMO_QUESTION, write_demo_data
 from .eval.bench import BenchOptions
 from .execution import ExecutionFailure
-from .execution.gateway import GatewayError
-from .execution.kernel import KernelExecutor
-from .headless import record_in_terminal, record_on_gateway
+from .exports import ExportError
 from .llm import ModelError
-from .llm.registry import ModelOpenedOnReady, UnknownModelSpec, open_model, parse_spec
+from .llm.registry import UnknownModelSpec, open_model
 from .terminal import CtrlC, Progress
-from .workspace import WorkspaceError, data_listing, stage_inputs
-
-MODEL_ALIASES: dict[str, str] = {"model": "DeepAnalyze.model", "model-name": "DeepAnalyze.model_name"}
-RUN_ALIASES: dict[str, str] = {
-    "max-rounds": "DeepAnalyze.max_rounds",
-    "max-tokens": "DeepAnalyze.max_tokens",
-    "temperature": "DeepAnalyze.temperature",
-    "timeout": "DeepAnalyze.execution_timeout",
-}
-RUN_FLAGS: dict[str, Any] = {
-    "parity": (
-        {"DeepAnalyze": {"parity": True}},
-        "Tell the model exactly what the reference loop would (DeepAnalyze.parity).",
-    )
-}
-GATEWAY_ALIASES: dict[str, str] = {
-    "gateway-url": "DeepAnalyze.gateway_url",
-    "gateway-token": "DeepAnalyze.gateway_token",
-    "shared-workdir": "DeepAnalyze.shared_workdir",
-}
-
-
-# ------------------------------------------------------------------------ report
-
-
-class ReportApp(DeepAnalyzeCommand):
-    name = "jupyter-deepanalyze-report"
-    description = (
-        "Run the agent on data files in a fresh kernel and write the analysis as a notebook. "
-        "The files (PATHs) are copied into a run folder (OUT's name + '_files') that is the "
-        "kernel's working directory; the originals are never modified. Exit status: 0 when "
-        "the run completes, 1 when it fails or hits max rounds, 2 for bad arguments, 130 "
-        "when interrupted."
-    )
-    examples = 'jupyter deepanalyze report data.csv -q "What drives churn?" -o churn.ipynb --model http://gpu:8000/v1'
-
-    paths = List(Unicode(), help="Data files or folders to analyze (also the command line's PATHs).").tag(
-        config=True
-    )
-    question = Unicode("", help=f"What to analyze (with --demo it may be left out: {DEMO_QUESTION!r}).").tag(
-        config=True
-    )
-    output = Unicode("", help="The notebook to write (OUT.ipynb).").tag(config=True)
-    html = Bool(False, help="Also write OUT.html.").tag(config=True)
-    force = Bool(False, help="Overwrite OUT (and OUT.html) and its run folder.").tag(config=True)
-    demo = Bool(False, help=f"Add a generated demo dataset ({DEMO_FILE}) to the run folder.").tag(config=True)
-    kernel_name = Unicode("python3", help="The Jupyter kernel the model's code runs in.").tag(config=True)
-
-    def run(self) -> int:
-        return asyncio.run(self._report(sys.stderr))
-
-    def _prepare(self) -> tuple[str, Path, Path]:
-        question = self.question or (DEMO_QUESTION if self.demo else "")
-        if not question:
-            raise UsageError("the question is missing: pass -q QUESTION")
-        if not self.output:
-            raise UsageError("the notebook to write is missing: pass -o OUT.ipynb")
-        out = Path(self.output).expanduser()
-        if out.suffix != ".ipynb":
-            raise UsageError(f"the output must be an .ipynb file, not {self.output!r}")
-        folder = out.with_name(out.stem + "_files")
-        for path in (out, folder) + ((out.with_suffix(".html"),) if self.html else ()):
-            if path.exists() and not self.force:
-                raise UsageError(f"{path} exists; pass --force to overwrite it")
-        for raw in self.inputs:
-            source = Path(raw).expanduser()
-            if not source.exists():
-                raise UsageError(f"no such file or folder: {raw}")
-            if source.resolve().is_relative_to(folder.resolve()):
-                raise UsageError(f"{raw} is inside the run folder {folder}, which the run replaces")
-        if folder.exists():
-            shutil.rmtree(folder)
-        return question, out, folder
-
-    @property
-    def inputs(self) -> list[str]:
-        return list(self.extra_args) or list(self.paths)
-
-    async def _report(self, stderr: TextIO) -> int:
-        config = gateway_settings(self.settings())
-        parse_spec(config.model)  # a bad spec is a usage error, before anything runs
-        question, out, folder = self._prepare()
-        # Opened by the run itself: a model that does not answer fails the run, whose
-        # notebook then says why, like any other failure.
-        model = ModelOpenedOnReady(config)
-        progress = Progress(stderr)
-        try:
-            names = stage_inputs(self.inputs, folder)
-            if self.demo:
-                if DEMO_FILE in names:
-                    raise UsageError(f"an input is already named {DEMO_FILE}")
-                names.append(write_demo_data(folder).name)
-            if config.gateway_url:
-                recorded = await record_on_gateway(
-                    config, model, self.kernel_name, question, folder, names, progress, stderr
-                )
-            else:
-                listing = data_listing(folder, names)
-                task = Task(question=question, files=listing.files, more_files=listing.more)
-                progress.line(f"run folder {folder}/ ({len(task.files)} data files)")
-                executor = await KernelExecutor.start(
-                    self.kernel_name, cwd=folder.resolve(), feedback=config.feedback_options()
-                )
-                try:
-                    recorded = await record_in_terminal(config, model, executor, task, progress, stderr)
-                finally:
-                    await executor.shutdown()
-        finally:
-            await model.aclose()
-        recorder = recorded.recorder
-        written = recorder.write(out, folder=folder, html=self.html)
-        progress.line("wrote " + ", ".join(str(p) for p in written))
-        reason = recorder.outcome.reason(max_rounds=config.max_rounds)
-        if reason is None:
-            return EXIT_OK
-        print(f"jupyter deepanalyze: {reason}", file=stderr)
-        if recorded.terminated:
-            return EXIT_TERMINATED
-        return EXIT_INTERRUPTED if recorder.outcome.status == "cancelled" else EXIT_FAILED
-
-
-def gateway_settings(config: DeepAnalyze) -> DeepAnalyze:
-    """``config``, its gateway settings checked (a bad URL is a usage error, not a failure)."""
-    if config.shared_workdir and not config.gateway_url:
-        raise UsageError("--shared-workdir is for kernels on a gateway: pass --gateway-url too")
-    try:
-        config.gateway_endpoint()
-    except GatewayError as exc:
-        raise UsageError(f"--gateway-url: {exc}") from None
-    return config
-
-
-ReportApp.aliases = {
-    **base_aliases,
-    **MODEL_ALIASES,
-    **RUN_ALIASES,
-    **GATEWAY_ALIASES,
-    ("q", "question"): "ReportApp.question",
-    ("o", "output"): "ReportApp.output",
-    "kernel": "ReportApp.kernel_name",
-}
-ReportApp.flags = {**base_flags, **RUN_FLAGS, **flags_of(ReportApp, "html", "force", "demo")}
-
+from .workspace import WorkspaceError
 
 # ------------------------------------------------------------------------ models
 
@@ -480,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, WorkspaceError, UnknownModelSpec) as exc:
         print(f"jupyter deepanalyze: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (ModelError, ExecutionFailure) as exc:
+    except (ModelError, ExecutionFailure, ExportError) as exc:
         print(f"jupyter deepanalyze: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

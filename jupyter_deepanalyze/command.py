@@ -26,6 +26,26 @@ from .config import SECRET_SETTINGS, DeepAnalyze, take_secrets_from_environment
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 CONFIG_FILE_NAME = "jupyter_deepanalyze_config"
 
+# Options several commands share, each an alias or a flag of a ``DeepAnalyze`` setting.
+MODEL_ALIASES: dict[str, str] = {"model": "DeepAnalyze.model", "model-name": "DeepAnalyze.model_name"}
+RUN_ALIASES: dict[str, str] = {
+    "max-rounds": "DeepAnalyze.max_rounds",
+    "max-tokens": "DeepAnalyze.max_tokens",
+    "temperature": "DeepAnalyze.temperature",
+    "timeout": "DeepAnalyze.execution_timeout",
+}
+RUN_FLAGS: dict[str, Any] = {
+    "parity": (
+        {"DeepAnalyze": {"parity": True}},
+        "Tell the model exactly what the reference loop would (DeepAnalyze.parity).",
+    )
+}
+GATEWAY_ALIASES: dict[str, str] = {
+    "gateway-url": "DeepAnalyze.gateway_url",
+    "gateway-token": "DeepAnalyze.gateway_token",
+    "shared-workdir": "DeepAnalyze.shared_workdir",
+}
+
 
 class UsageError(Exception):
     """Bad arguments or settings: reported as one line, exit code 2."""

@@ -193,6 +193,16 @@ class DeepAnalyze(Configurable):
         help="'manual': every code block waits for the user to run, edit or skip it.",
     ).tag(config=True)
 
+    track_files = Bool(
+        True,
+        help=(
+            "Report the files each code block creates or modifies in the run's working folder "
+            "(an 'artifacts' event; the report ends with a Files list linking them). The kernel "
+            "lists its folder itself, before and after each block (hidden files, caches and "
+            "notebooks left out; at most 1000 files, 3 levels deep)."
+        ),
+    ).tag(config=True)
+
     temperature = Float(0.5, min=0.0, max=2.0, help="Sampling temperature.").tag(config=True)
 
     max_tokens = Int(

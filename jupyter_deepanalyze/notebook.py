@@ -1,10 +1,13 @@
-"""Events → an nbformat v4 notebook (the headless sink), and its HTML export.
+"""Events → an nbformat v4 notebook (the headless sink).
 
 Owns ``NotebookBuilder`` (cells only from ``cell`` events, addressed by id, so applying
 the same events twice gives the same notebook; each code cell's outputs follow
 ``outputs.OutputAccumulator``: streams merged, ``clear_output`` and display updates
-honoured), report images attached so the file is self-contained, and writing
-``.ipynb``/``.html`` files.
+honoured; a run replayed onto a notebook that already holds its cells adopts them and
+rebuilds their outputs, as the frontend's materializer does; a cell of someone else
+with the same id is never touched), report images attached so the file is
+self-contained, the kernelspec of the kernel a run used, and writing ``.ipynb`` files
+(the other formats are ``exports``).
 
 Must not execute anything.
 """
@@ -53,6 +56,7 @@ class NotebookBuilder:
         self._cells: dict[str, NotebookNode] = {
             cell["id"]: cell for cell in self.notebook.cells if "id" in cell
         }
+        self._own: set[str] = set()  # ids of cells the runs applied here created or adopted
         self._applied: dict[str, int] = {}  # run_id -> highest seq applied
         self._outputs: dict[str, OutputAccumulator] = {}  # code cell id -> its outputs
         self._run_cells: dict[str, list[str]] = {}  # run_id -> its code cells' ids
@@ -79,7 +83,7 @@ class NotebookBuilder:
             if (outputs := self._outputs_of(event.cell_id)) is not None:
                 outputs.clear(wait=event.wait)
         elif isinstance(event, ExecutionFinished):
-            cell = self._cells.get(event.cell_id)
+            cell = self._cells.get(event.cell_id) if event.cell_id in self._own else None
             if cell is not None and cell.cell_type == "code":
                 cell.execution_count = event.execution_count
                 if event.code is not None:
@@ -89,6 +93,7 @@ class NotebookBuilder:
                 "run_id": event.run_id,
                 "question": event.question,
                 "model": event.model,
+                **({"parent_run_id": event.parent_run_id} if event.parent_run_id else {}),
             }
         elif isinstance(event, RunFinished):
             run = self.notebook.metadata.setdefault("deepanalyze", {"run_id": event.run_id})
@@ -102,7 +107,7 @@ class NotebookBuilder:
         return self.notebook
 
     def _outputs_of(self, cell_id: str) -> OutputAccumulator | None:
-        cell = self._cells.get(cell_id)
+        cell = self._cells.get(cell_id) if cell_id in self._own else None
         if cell is None or cell.cell_type != "code":
             return None
         if cell_id not in self._outputs:
@@ -114,7 +119,20 @@ class NotebookBuilder:
             cells = self._run_cells.setdefault(event.run_id, [])
             if event.cell_id not in cells:
                 cells.append(event.cell_id)
-        if event.cell_id in self._cells:  # replay: the cell exists already
+        existing = self._cells.get(event.cell_id)
+        if existing is not None:
+            if event.cell_id in self._own:  # replayed into this builder: nothing to do
+                return
+            if existing.get("metadata", {}).get("deepanalyze", {}).get("run_id") != event.run_id:
+                return  # somebody else's cell has this id: never touched, its events ignored
+            # The run's cell, in the notebook already (materialized before): adopted. Its
+            # outputs and count are rebuilt by the events that follow, as they were made
+            # the first time; its source stays as the notebook has it.
+            self._own.add(event.cell_id)
+            if existing.cell_type == "code":
+                existing.outputs = []
+                existing.execution_count = None
+                self._outputs.pop(event.cell_id, None)
             return
         metadata = nbformat.from_dict(event.metadata)
         if event.cell_type == "code":
@@ -123,6 +141,7 @@ class NotebookBuilder:
             cell = new_markdown_cell(event.source, id=event.cell_id, metadata=metadata)
         self.notebook.cells.append(cell)
         self._cells[event.cell_id] = cell
+        self._own.add(event.cell_id)
 
 
 def events_to_notebook(events: Iterable[Event | Mapping[str, Any]]) -> NotebookNode:
@@ -173,21 +192,29 @@ def attach_images(notebook: NotebookNode, folder: Path) -> int:
     return attached
 
 
-def to_html(notebook: NotebookNode) -> str:
-    from nbconvert import HTMLExporter  # heavy import, only when asked for
+def kernel_metadata(kernel_name: str) -> dict[str, Any]:
+    """``kernelspec`` and ``language_info`` of the kernel named ``kernel_name`` (as this
+    machine's kernel specs describe it; a kernel known only elsewhere, e.g. on a
+    gateway, is named as it was asked for)."""
+    if kernel_name == NOTEBOOK_METADATA["kernelspec"]["name"]:
+        return {key: dict(value) for key, value in NOTEBOOK_METADATA.items()}
+    spec: dict[str, Any] = {"name": kernel_name, "display_name": kernel_name}
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-    body, _ = HTMLExporter().from_notebook_node(notebook)
-    return body
+        found = KernelSpecManager().get_kernel_spec(kernel_name)
+        spec.update(display_name=found.display_name, language=found.language)
+    except (NoSuchKernel, OSError, ValueError):
+        pass
+    metadata: dict[str, Any] = {"kernelspec": spec}
+    if spec.get("language"):
+        metadata["language_info"] = {"name": spec["language"]}
+    return metadata
 
 
-def write_notebook(notebook: NotebookNode, path: Path, *, html: bool = False) -> list[Path]:
-    """Validate and write ``path`` (and ``path`` with ``.html`` when asked); returns the files."""
+def write_notebook(notebook: NotebookNode, path: Path) -> Path:
+    """Validate and write ``path``."""
     nbformat.validate(notebook)
     path.parent.mkdir(parents=True, exist_ok=True)
-    written = [path]
     nbformat.write(notebook, str(path))
-    if html:
-        html_path = path.with_suffix(".html")
-        html_path.write_text(to_html(notebook), encoding="utf-8")
-        written.append(html_path)
-    return written
+    return path

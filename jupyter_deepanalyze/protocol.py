@@ -430,6 +430,16 @@ class Dialect:
             return {"role": "execute", "content": output}
         return {"role": "user", "content": f"<Execute>\n{output}\n</Execute>"}
 
+    def execute_output(self, message: Mapping[str, str]) -> str | None:
+        """The output ``message`` carries if it is an :meth:`execute_message`, else None."""
+        content = str(message.get("content", ""))
+        if self.execute_role == "execute":
+            return content if message.get("role") == "execute" else None
+        opening, closing = "<Execute>\n", "\n</Execute>"
+        if message.get("role") == "user" and content.startswith(opening) and content.endswith(closing):
+            return content[len(opening) : len(content) - len(closing)]
+        return None
+
 
 NATIVE = Dialect(
     name="native",

@@ -1,7 +1,8 @@
 """Where a run's time goes: wrappers that add up model time and code time.
 
 Owns ``TimedModel`` (time spent waiting for a model's text, HTTP included) and
-``TimedExecutor`` (time spent inside ``Executor.execute``). Wrapped around one task's
+``TimedExecutor`` (time spent inside ``Executor.execute``, and listing the working
+folder before and after each block, which the agent asks for the files a block wrote). Wrapped around one task's
 model and executor, the rest of its wall time is the agent loop's own overhead.
 
 Must not change what the wrapped model or executor does.
@@ -13,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from ..execution import ExecutionResult, Executor, OutputCallback
+from ..execution.snapshots import FolderSnapshot
 from ..llm import ChatModel, GenerationParams, Message
 from ..protocol import Dialect
 
@@ -96,3 +98,14 @@ class TimedExecutor:
 
     async def interrupt(self) -> None:
         await self.executor.interrupt()
+
+    async def snapshot_files(self, folder: str | None = None) -> FolderSnapshot | None:
+        """The wrapped executor's listing of its folder (``ListsFiles``), timed as execution."""
+        lister = getattr(self.executor, "snapshot_files", None)
+        if lister is None:
+            return None
+        started = time.perf_counter()
+        try:
+            return await lister(folder)
+        finally:
+            self.seconds += time.perf_counter() - started

@@ -6,7 +6,9 @@ on a Jupyter kernel gateway (``gateway``, ``gateway_channels``; ``clients`` pick
 transport for a server's kernels); ``pool.KernelPool`` keeps warm kernels for eval and
 training, their task folders in ``task_folders``; ``inprocess.InProcessExecutor`` (the magic)
 runs it in the calling IPython shell, with ``capture`` (what a block shows) and
-``shell_thread`` (handing work to the shell's thread, interrupting it). Both executors
+``shell_thread`` (handing work to the shell's thread, interrupting it). ``snapshots``
+lists the files under the code's working folder where the code runs, so the files a
+block wrote can be reported (``ListsFiles``). Both executors
 accumulate outputs with ``outputs.OutputAccumulator`` and report changes to
 ``on_output`` as ``outputs.OutputChange`` items.
 """
@@ -15,10 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..feedback import ExecutionError
 from ..outputs import OutputChange
+
+if TYPE_CHECKING:
+    from .snapshots import FolderSnapshot
 
 OutputCallback = Callable[[OutputChange], Awaitable[None] | None]
 """Told what changed in the running block's outputs: a new output, a display update, a clear."""
@@ -70,11 +75,21 @@ class Executor(Protocol):
     async def interrupt(self) -> None: ...
 
 
+class ListsFiles(Protocol):
+    """An executor that can say which files its code wrote: ``snapshot_files`` lists the
+    files under a folder (its code's working directory by default) where the code runs
+    (``snapshots``); None when it cannot. The agent diffs a snapshot before and after
+    each block into an ``artifacts`` event."""
+
+    async def snapshot_files(self, folder: str | None = None) -> FolderSnapshot | None: ...
+
+
 __all__ = [
     "DeadKernelError",
     "ExecutionFailure",
     "KernelUnresponsive",
     "ExecutionResult",
     "Executor",
+    "ListsFiles",
     "OutputCallback",
 ]

@@ -47,6 +47,7 @@ from .shell_thread import (
     keyboard_interrupts,
     raise_keyboard_interrupt,
 )
+from .snapshots import FolderSnapshot, snapshot_here
 
 INTERRUPT_GRACE_SECONDS = 10.0
 """A block still running this long after its interrupt is interrupted again."""
@@ -122,6 +123,13 @@ class InProcessExecutor:
     async def interrupt(self) -> None:
         """Interrupt the block running now (``KeyboardInterrupt`` in it); it ends ``interrupted``."""
         self._interrupt("interrupt")
+
+    async def snapshot_files(self, folder: str | None = None) -> FolderSnapshot | None:
+        """The files under ``folder`` (this process's working directory by default)."""
+        try:
+            return await asyncio.to_thread(snapshot_here, folder)
+        except OSError:  # the working directory was removed
+            return None
 
     # ------------------------------------------------------------------ internals
 

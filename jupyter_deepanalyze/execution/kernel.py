@@ -35,6 +35,7 @@ from ..outputs import OutputAccumulator, OutputSync
 from . import DeadKernelError, ExecutionFailure, ExecutionResult, KernelUnresponsive, OutputCallback
 from .gateway import GatewayEndpoint, GatewayKernel
 from .parity import ParityRun
+from .snapshots import SNAPSHOT_TIMEOUT, FolderSnapshot, SnapshotError, snapshot_expression, snapshot_from_reply
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class KernelExecutor:
         """The id of an execution the kernel is still busy with after this executor gave up
         on it (it ignored the interrupt); None when the kernel can take new work."""
         self._watcher: asyncio.Task[None] | None = None
+        self._lists_files = True
         self.restarted = False
         """The kernel was seen restarting: its state is gone and this executor is not reused."""
 
@@ -309,15 +311,38 @@ class KernelExecutor:
         """
         self.check_responsive()
         async with self._lock:
-            msg_id = self.client.execute(
-                code,
-                silent=True,
-                store_history=False,
-                user_expressions=dict(user_expressions or {}),
-                allow_stdin=False,
-                stop_on_error=False,
-            )
-            return await self._reply(msg_id, timeout)
+            return await self._silent(code, user_expressions, timeout)
+
+    async def snapshot_files(self, folder: str | None = None) -> FolderSnapshot | None:
+        """The files under ``folder`` (the kernel's working directory by default), listed by
+        the kernel itself (``snapshots``); None when it cannot say (a kernel that is not
+        Python stops being asked)."""
+        if not self._lists_files:
+            return None
+        try:
+            self.check_responsive()
+            async with self._lock:
+                reply = await self._silent("", {"snapshot": snapshot_expression(folder)}, SNAPSHOT_TIMEOUT)
+            return snapshot_from_reply(reply)
+        except SnapshotError as exc:
+            log.info("the kernel cannot list its folder; files written are not reported: %s", exc)
+            self._lists_files = False
+        except ExecutionFailure as exc:  # busy past the timeout, or dead: the block will tell
+            log.debug("no folder snapshot: %s", exc)
+        return None
+
+    async def _silent(
+        self, code: str, user_expressions: Mapping[str, str] | None, timeout: float
+    ) -> dict[str, Any]:
+        msg_id = self.client.execute(
+            code,
+            silent=True,
+            store_history=False,
+            user_expressions=dict(user_expressions or {}),
+            allow_stdin=False,
+            stop_on_error=False,
+        )
+        return await self._reply(msg_id, timeout)
 
     async def _execute(
         self, code: str, timeout: float | None, on_output: OutputCallback | None

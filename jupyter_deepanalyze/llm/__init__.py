@@ -37,7 +37,20 @@ class ModelUnavailableError(ModelError):
 
 
 class ContextWindowFullError(ModelError):
-    """The conversation no longer fits in the model's context window."""
+    """The conversation no longer fits in the model's context window.
+
+    ``limit`` is the window and ``needed`` what the conversation takes, in tokens, when
+    the backend knows them (the agent then shortens old execute outputs to fit).
+    """
+
+    def __init__(self, message: str | None = None, *, limit: int | None = None, needed: int | None = None) -> None:
+        if message is None:
+            window = f" ({limit} tokens)" if limit is not None else ""
+            needs = f": the conversation needs {needed} tokens" if needed is not None else ""
+            message = f"The context window{window} is full{needs}."
+        super().__init__(message)
+        self.limit = limit
+        self.needed = needed
 
 
 class StreamCutOff(ModelError):

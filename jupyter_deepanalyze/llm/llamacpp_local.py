@@ -213,10 +213,7 @@ class LlamaCppModel:
         tokens = loaded.llama.tokenize(self.render(messages).encode(), add_bos=False, special=True)
         room = self.context_length - len(tokens)
         if room <= 0:
-            raise ContextWindowFullError(
-                f"The context window ({self.context_length} tokens) is full: the conversation "
-                f"needs {len(tokens)} tokens."
-            )
+            raise ContextWindowFullError(limit=self.context_length, needed=len(tokens))
         wanted = min(params.max_tokens, self.max_new_tokens or params.max_tokens, room)
         guide = await asyncio.to_thread(self._guide, turn_grammar(messages)) if self.guided else None
         queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()

@@ -306,10 +306,7 @@ class OpenAICompatModel:
                 limit, used = int(context.group(1)), int(inputs.group(1))
                 self.max_model_len = limit
                 if used >= limit:
-                    raise ContextWindowFullError(
-                        f"The context window ({limit} tokens) is full: the conversation "
-                        f"needs {used} tokens."
-                    )
+                    raise ContextWindowFullError(limit=limit, needed=used)
                 if body.get("max_tokens") != limit - used:
                     raise _ContextCorrection(limit - used)
         if response.status_code in (401, 403):

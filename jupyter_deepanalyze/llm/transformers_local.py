@@ -252,10 +252,7 @@ class TransformersModel:
         prompt_tokens = int(inputs["input_ids"].shape[1])
         room = loaded.context_length - prompt_tokens
         if room <= 0:
-            raise ContextWindowFullError(
-                f"The context window ({loaded.context_length} tokens) is full: the conversation "
-                f"needs {prompt_tokens} tokens."
-            )
+            raise ContextWindowFullError(limit=loaded.context_length, needed=prompt_tokens)
         wanted = min(params.max_tokens, self.max_new_tokens or params.max_tokens)
         guide = await asyncio.to_thread(self._guide, turn_grammar(messages)) if self.guided else None
         queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()

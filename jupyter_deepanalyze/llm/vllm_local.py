@@ -236,9 +236,7 @@ class VLLMEngineModel:
         prompt = render_prompt(self._tokenizer, messages, self.dialect)
         used = len(self._tokenizer.encode(prompt, add_special_tokens=False))
         if used >= self._context:
-            raise ContextWindowFullError(
-                f"The context window ({self._context} tokens) is full: the conversation needs {used} tokens."
-            )
+            raise ContextWindowFullError(limit=self._context, needed=used)
         sampling = SamplingParams(
             temperature=params.temperature,
             max_tokens=min(params.max_tokens, self._context - used),

@@ -24,8 +24,8 @@ from ..variables import describe_value, type_name
 from ..workspace import DataListing, data_listing
 
 USAGE = """\
-%analyze [VARIABLE ...] "QUESTION" [--model SPEC] [--max-rounds N] [--approve]
-%%analyze [VARIABLE ...] [--model SPEC] [--max-rounds N] [--approve]
+%analyze [VARIABLE ...] "QUESTION" [--model SPEC] [--max-rounds N] [--approve] [--continue]
+%%analyze [VARIABLE ...] [--model SPEC] [--max-rounds N] [--approve] [--continue]
 QUESTION (the cell body)"""
 
 
@@ -38,6 +38,8 @@ class MagicArguments:
     model: str | None = None
     max_rounds: int | None = None
     approve: bool = False
+    follow_up: bool = False
+    """``--continue``: continue the last run of the session."""
 
 
 class _HelpShown(Exception):
@@ -66,6 +68,9 @@ def _line_parser() -> _LineParser:
     )
     parser.add_argument("--max-rounds", type=int, metavar="N", help="most model turns (default 30)")
     parser.add_argument("--approve", action="store_true", help="ask before running each code block")
+    parser.add_argument(
+        "--continue", dest="follow_up", action="store_true", help="continue the last run of this session"
+    )
     return parser
 
 
@@ -96,7 +101,9 @@ def parse_magic_line(line: str, cell: str | None = None) -> MagicArguments | Non
     for name in names:
         if not name.isidentifier():
             raise UsageError(f"%analyze: {name!r} is not a variable name; quote the question")
-    return MagicArguments(tuple(names), question.strip(), options.model, options.max_rounds, options.approve)
+    return MagicArguments(
+        tuple(names), question.strip(), options.model, options.max_rounds, options.approve, options.follow_up
+    )
 
 
 def describe_variables(namespace: dict[str, Any], names: Sequence[str]) -> list[VariableInfo]:

@@ -1,7 +1,8 @@
 """One run of the agent from ``%analyze``, on the user's own namespace, shown live.
 
-Owns ``run_analysis`` (the task from the magic's line, the run, the ``AnalysisResult``)
-and ``MagicRun``, the run's two threads. The agent's asyncio loop runs on a worker
+Owns ``run_analysis`` (the task from the magic's line — or a follow-up continuing an
+earlier result's conversation, ``AnalysisResult.ask`` and ``%analyze --continue`` — the
+run, the ``AnalysisResult``) and ``MagicRun``, the run's two threads. The agent's asyncio loop runs on a worker
 thread (the kernel's own loop is busy: it is running this magic). The shell's thread —
 the one that called the magic — runs every code block the model writes
 (``InProcessExecutor`` hands them over through a ``ShellThreadQueue``) and draws the
@@ -23,12 +24,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import StdinNotImplementedError, UsageError
 
 from ..agent import Agent, Approval, Task
 from ..config import DeepAnalyze
+from ..conversation import Conversation
 from ..events import Event
 from ..execution.inprocess import (
     InProcessExecutor,
@@ -70,6 +73,7 @@ class MagicRun:
         self.recorder = RunRecorder(notebook=False)
         self.model_error: str | None = None
         self.failure: BaseException | None = None
+        self.conversation: Conversation | None = None
         self._done = False
         self._stop_requested = False
         self._give_up_at: float | None = None
@@ -195,6 +199,7 @@ class MagicRun:
                 self._agent.cancel()
             async for event in self._agent.run(self.task):
                 self.queue.post(functools.partial(self._show, event))
+            self.conversation = self._agent.conversation()
         finally:
             with contextlib.suppress(Exception):
                 await model.aclose()
@@ -210,14 +215,27 @@ class MagicRun:
 
 
 def run_analysis(
-    shell: Any, settings: DeepAnalyze, arguments: MagicArguments, *, view: Any = None
+    shell: Any,
+    settings: DeepAnalyze,
+    arguments: MagicArguments,
+    *,
+    view: Any = None,
+    follows: AnalysisResult | None = None,
+    ask: Callable[[AnalysisResult, MagicArguments], AnalysisResult | None] | None = None,
 ) -> AnalysisResult | None:
-    """Run the agent on ``arguments`` in ``shell``'s namespace, showing it live."""
+    """Run the agent on ``arguments`` in ``shell``'s namespace, showing it live; with
+    ``follows``, as a follow-up continuing that result's conversation. ``ask`` is what the
+    result's ``ask()`` calls."""
     if not arguments.variables and arguments.question in shell.user_ns and arguments.question.isidentifier():
         raise UsageError(f'%analyze needs a question after the variables: %analyze {arguments.question} "…"')
+    conversation = None
+    if follows is not None:
+        conversation = follows.conversation
+        if conversation is None:
+            raise UsageError(f"%analyze: run {follows.run_id} ended before the model was asked: nothing to continue")
     variables = describe_variables(shell.user_ns, arguments.variables)
     listing = DataListing([]) if variables else working_directory_files()
-    task = Task(arguments.question, listing.files, variables, listing.more)
+    task = Task(arguments.question, listing.files, variables, listing.more, follows=conversation)
     if arguments.max_rounds is not None:
         try:
             settings.max_rounds = arguments.max_rounds
@@ -251,8 +269,14 @@ def run_analysis(
         events=[event.to_json() for event in run.events],
         error=error,
         report=outcome.report,
+        files=outcome.files,
+        parent_run_id=outcome.parent_run_id,
+        variables=arguments.variables,
+        conversation=run.conversation,
+        _follow_up=ask,
         _shown_in_cell=view.shown,
     )
     if result._shown_in_cell:
         forget_after_cell(shell, result)
     return result
+

@@ -2,7 +2,9 @@
 
 Owns the log folder's layout and permissions (owner-only), appending events and reading
 a log back (a torn last line from a crash, or a line that is not UTF-8 JSON, is
-skipped). Events never hold secrets (the agent redacts them).
+skipped), and beside each log the run's conversation (the messages the model was sent,
+written when the run ends, read back to continue it after the run has left memory).
+Neither ever holds secrets (the agent redacts them).
 
 Must not interpret events beyond their JSON form.
 """
@@ -15,6 +17,8 @@ import os
 import re
 from pathlib import Path
 from typing import IO, Any
+
+from ..conversation import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +96,29 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     if skipped:
         log.info("DeepAnalyze: skipped %d unreadable line(s) of the run log %s", skipped, path)
     return events
+
+
+def conversation_path(folder: Path, run_id: str) -> Path:
+    return log_path(folder, run_id).with_suffix(".messages.json")
+
+
+def write_conversation(folder: Path, conversation: Conversation) -> None:
+    """Keep a finished run's messages (owner-only), for a follow-up to continue them."""
+    path = conversation_path(folder, conversation.run_id)
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump({"run_id": conversation.run_id, "messages": list(conversation.messages)}, handle)
+    except (OSError, ValueError) as exc:
+        log.warning("DeepAnalyze: cannot keep the conversation of run %s: %s", conversation.run_id, exc)
+
+
+def read_conversation(folder: Path, run_id: str) -> Conversation | None:
+    """The messages ``write_conversation`` kept, or None (none kept, or unreadable)."""
+    try:
+        with conversation_path(folder, run_id).open(encoding="utf-8") as handle:
+            data = json.load(handle)
+        return Conversation.of(run_id, data["messages"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,15 @@ from .inputs import InputError, data_files
 from .kernels import KernelExecutors, UnknownKernel, find_kernel
 from .models import ModelChoices, ModelNotAllowed, same_spec
 from .runlist import DEFAULT_LIMIT, MAX_LIMIT, UnknownCursor
-from .runs import KernelHasActiveRun, NotWaitingForApproval, Run, RunManager, RunRequest, UnknownRun
+from .runs import (
+    CannotFollowUp,
+    KernelHasActiveRun,
+    NotWaitingForApproval,
+    Run,
+    RunManager,
+    RunRequest,
+    UnknownRun,
+)
 from .user_models import (
     BadUserModel,
     UserModel,
@@ -161,9 +170,20 @@ def _str_list(body: dict[str, Any], key: str) -> list[str]:
     return [v.strip() for v in value]
 
 
+def file_links(root_dir: str, notebook_path: str | None, kernel_cwd: str) -> str:
+    """The kernel's working folder as seen from the notebook's folder (``""``: the same), so
+    the report's links to the files a run wrote work in JupyterLab and in exports."""
+    if not notebook_path:
+        return ""
+    notebook_dir = os.path.join(root_dir, os.path.dirname(notebook_path.strip().lstrip("/")))
+    relative = os.path.relpath(os.path.realpath(kernel_cwd), os.path.realpath(notebook_dir))
+    return "" if relative == "." else relative.replace(os.sep, "/") + "/"
+
+
 class RunsHandler(DeepAnalyzeAPIHandler):
-    """``POST /deepanalyze/runs`` starts a run; ``GET`` lists runs from their logs, newest
-    first (``?kernel_id=&limit=&before=RUN_ID``)."""
+    """``POST /deepanalyze/runs`` starts a run (a follow-up with ``parent_run_id``); ``GET``
+    lists runs from their logs, newest first (``?kernel_id=&limit=&before=RUN_ID``), each
+    with the run it follows up."""
 
     @web.authenticated
     @authorized
@@ -203,10 +223,12 @@ class RunsHandler(DeepAnalyzeAPIHandler):
         approval = _optional_str(body, "approval") or services.config.approval
         if approval not in ("auto", "manual"):
             raise ApiError(400, "'approval' must be 'auto' or 'manual'.")
+        parent_run_id = _optional_str(body, "parent_run_id")
 
         try:
             target = await find_kernel(self.serverapp, notebook_path=notebook_path, kernel_id=kernel_id)
             services.runs.check_idle(target.kernel_id)
+            follows = services.runs.follow_up_of(parent_run_id, target.kernel_id) if parent_run_id else None
             requested = _optional_str(body, "model")
             own = self.user_model()
             if own is not None and requested and same_spec(requested, own.url):
@@ -238,11 +260,13 @@ class RunsHandler(DeepAnalyzeAPIHandler):
                     variables=infos,
                     approval=approval,
                     user_model=own,
+                    follows=follows,
+                    file_links=file_links(root, notebook_path, target.cwd),
                 )
             )
-        except UnknownKernel as exc:
+        except (UnknownKernel, UnknownRun) as exc:
             raise ApiError(404, str(exc)) from None
-        except (KernelHasActiveRun, VariablesUnavailable) as exc:
+        except (KernelHasActiveRun, VariablesUnavailable, CannotFollowUp) as exc:
             raise ApiError(409, str(exc)) from None
         except KernelUnresponsive as exc:
             raise ApiError(409, f"Cannot start a run: {exc}") from None
@@ -250,7 +274,7 @@ class RunsHandler(DeepAnalyzeAPIHandler):
             raise ApiError(403, str(exc)) from None
         except InputError as exc:
             raise ApiError(400, str(exc)) from None
-        self.reply({"run_id": run.run_id, "kernel_id": target.kernel_id}, status=201)
+        self.reply({"run_id": run.run_id, "kernel_id": target.kernel_id, "parent_run_id": parent_run_id}, status=201)
 
 
 class RunHandler(DeepAnalyzeAPIHandler):
@@ -431,12 +455,14 @@ class RunEventsWebsocket(DeepAnalyzeHandlerMixin, WebSocketMixin, WebSocketHandl
 
 def routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
     """URL patterns (relative to the server's base URL), their handlers and what they get."""
+    from .report_exports import ExportHandler  # it builds on the handlers above
     handlers: list[tuple[str, type]] = [
         (r"/deepanalyze/runs", RunsHandler),
         (rf"/deepanalyze/runs/{_RUN}", RunHandler),
         (rf"/deepanalyze/runs/{_RUN}/events", RunEventsWebsocket),
         (rf"/deepanalyze/runs/{_RUN}/cancel", CancelHandler),
         (rf"/deepanalyze/runs/{_RUN}/approve", ApproveHandler),
+        (rf"/deepanalyze/runs/{_RUN}/export", ExportHandler),
         (r"/deepanalyze/models", ModelsHandler),
         (r"/deepanalyze/user-model", UserModelHandler),
         (r"/deepanalyze/user-model/test", UserModelTestHandler),

@@ -30,6 +30,7 @@ from ..config import default_feedback_options
 from ..execution import DeadKernelError, ExecutionResult, OutputCallback
 from ..execution.clients import client_for_manager
 from ..execution.kernel import KernelExecutor
+from ..execution.snapshots import FolderSnapshot
 from ..feedback import FeedbackOptions
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,10 @@ class KernelLease:
         timeout: float | None = None,
         on_output: OutputCallback | None = None,
     ) -> ExecutionResult:
+        executor = await self._executor()
+        return await executor.execute(code, timeout=timeout, on_output=on_output)
+
+    async def _executor(self) -> KernelExecutor:
         if self._attachment is None:
             try:
                 self._attachment = await self.executors.acquire(self.kernel_id)
@@ -251,11 +256,19 @@ class KernelLease:
                 raise DeadKernelError(f"the kernel is gone: {exc}") from None
         if self._attachment.stale:
             raise DeadKernelError("the kernel was restarted or shut down during the run; its variables are gone")
-        return await self._attachment.executor.execute(code, timeout=timeout, on_output=on_output)
+        return self._attachment.executor
 
     async def interrupt(self) -> None:
         if self._attachment is not None and not self._attachment.stale:
             await self._attachment.executor.interrupt()
+
+    async def snapshot_files(self, folder: str | None = None) -> FolderSnapshot | None:
+        """The kernel's listing of its folder (``KernelExecutor.snapshot_files``)."""
+        try:
+            executor = await self._executor()
+        except DeadKernelError:
+            return None  # the block says so
+        return await executor.snapshot_files(folder)
 
     def release(self) -> None:
         if self._attachment is not None:

@@ -4,10 +4,12 @@ Owns ``RunManager`` — at most one active run per kernel; each run a background
 that outlives the request that started it and every browser connection; the events of
 each run kept in memory while it runs and appended to a JSONL log, so any client can
 replay them from any ``seq``; finished runs kept in a small LRU, the rest read back from
-their logs (the run list too: ``runlist``); cancel (the model stream stops, the kernel is interrupted, the run ends
-``cancelled``); approvals (``approval_required`` waits for the user's answer); finished
+their logs (the run list too: ``runlist``); cancel (the model stream stops, the kernel is
+interrupted, the run ends ``cancelled``); approvals (``approval_required`` waits for the user's answer); finished
 runs read back lazily from their logs after a server restart; active runs cancelled
-cleanly when the server stops — and ``Run``, one run's state.
+cleanly when the server stops; follow-ups (a finished run's conversation continued on
+the same kernel, its messages kept beside its log) and a run's chain of parents — and
+``Run``, one run's state.
 
 Must not know about HTTP: handlers translate its named errors into status codes.
 """
@@ -24,11 +26,12 @@ from typing import Any
 
 from ..agent import Agent, Approval, Task
 from ..config import DeepAnalyze
+from ..conversation import Conversation
 from ..events import RUN_STATUSES, Event, RunFinished, new_run_id
 from ..llm.registry import ModelRegistry
 from ..protocol import DataFile, VariableInfo
 from ..recorder import RunRecorder
-from .eventlog import EventLog, log_path, read_events
+from .eventlog import EventLog, log_path, read_conversation, read_events, write_conversation
 from .kernels import KernelExecutors, KernelLease
 from .models import OnDemandModel
 from .runlist import DEFAULT_LIMIT, list_logged_runs, summary
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 
 MAX_FINISHED_IN_MEMORY = 16
 """Finished runs kept in memory; older ones are read back from their logs on demand."""
+MAX_CHAIN = 100
+"""Follow-ups of follow-ups read back for one conversation, at most."""
 SHUTDOWN_GRACE_SECONDS = 5.0
 """How long server shutdown waits for cancelled runs to write their last events."""
 LOST_RUN_ERROR = "The server stopped before the run finished."
@@ -59,6 +64,10 @@ class NotWaitingForApproval(RuntimeError):
     """An approval answer for a cell the run is not waiting on."""
 
 
+class CannotFollowUp(RuntimeError):
+    """A follow-up of a run that has not finished, ran on another kernel, or kept no conversation."""
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """A validated request to start a run (files and variables already resolved)."""
@@ -71,6 +80,8 @@ class RunRequest:
     more_files: int = 0  # data files beyond those described (a bounded listing)
     approval: str = "auto"
     user_model: UserModel | None = None  # the requesting user's own model (Model settings)
+    follows: Conversation | None = None  # a follow-up: the finished run's conversation
+    file_links: str = ""  # the kernel's folder as seen from the notebook's (the report's links)
 
 
 @dataclass(eq=False)
@@ -110,6 +121,10 @@ class Run:
             "status": self.status,
             "events": list(self.events),
         }
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self.recorder.outcome.parent_run_id
 
     def summary(self) -> dict[str, Any]:
         """Its entry in the run list (``runlist.summary``)."""
@@ -237,6 +252,37 @@ class RunManager:
             listed = unlogged + listed
         return listed[:limit]
 
+    def follow_up_of(self, parent_run_id: str, kernel_id: str) -> Conversation:
+        """The conversation a follow-up of ``parent_run_id`` on ``kernel_id`` continues.
+
+        Raises ``UnknownRun``, or ``CannotFollowUp`` when that run has not finished, ran
+        on another kernel (its variables are not there) or kept no conversation.
+        """
+        parent = self.get(parent_run_id)
+        if not parent.finished:
+            raise CannotFollowUp(f"Run {parent_run_id} has not finished: wait for it (or stop it) first.")
+        if parent.kernel_id != kernel_id:
+            raise CannotFollowUp(
+                f"Run {parent_run_id} ran on kernel {parent.kernel_id}, not {kernel_id}: a follow-up "
+                "runs on the kernel that holds its variables; start a new conversation instead."
+            )
+        if parent.agent is not None and parent.agent.status is not None:
+            return parent.agent.conversation()
+        conversation = read_conversation(self.log_dir, parent_run_id)
+        if conversation is None:
+            raise CannotFollowUp(f"Run {parent_run_id} kept no conversation to continue; start a new one.")
+        return conversation
+
+    def chain(self, run_id: str) -> list[Run]:
+        """``run_id``'s run and the runs it follows up, the first question first."""
+        runs = [self.get(run_id)]
+        while (parent := runs[-1].parent_run_id) is not None and len(runs) <= MAX_CHAIN:
+            try:
+                runs.append(self.get(parent))
+            except UnknownRun:
+                break
+        return runs[::-1]
+
     # ------------------------------------------------------------------- runs
 
     def start(self, request: RunRequest) -> Run:
@@ -255,8 +301,15 @@ class RunManager:
             run_id=run.run_id,
             kernel_id=request.kernel_id,
             secrets=(request.user_model.api_key,) if request.user_model else (),
+            file_links=request.file_links,
         )
-        task = Task(request.question, tuple(request.files), tuple(request.variables), request.more_files)
+        task = Task(
+            request.question,
+            tuple(request.files),
+            tuple(request.variables),
+            request.more_files,
+            follows=request.follows,
+        )
         self._active[request.kernel_id] = run
         self._runs[run.run_id] = run
         self._tasks[run.run_id] = asyncio.create_task(self._drive(run, task, model, lease))
@@ -274,6 +327,7 @@ class RunManager:
         finally:
             if not run.finished:  # only if this task itself was cancelled
                 self._finish(run, "cancelled", None)
+            write_conversation(self.log_dir, run.agent.conversation())
             lease.release()
             try:
                 await model.aclose()

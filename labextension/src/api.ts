@@ -24,11 +24,14 @@ export interface IStartRunRequest {
   variables?: string[];
   model?: string;
   approval?: ApprovalMode;
+  /** A follow-up: the finished run (on the same kernel) whose conversation it continues. */
+  parent_run_id?: string;
 }
 
 export interface IStartRunReply {
   run_id: string;
   kernel_id: string;
+  parent_run_id?: string | null;
 }
 
 export interface IRunInfo {
@@ -45,8 +48,17 @@ export interface IRunSummary {
   status: RunStatus;
   /** The question, shortened to 500 characters (the run's own events hold all of it). */
   question: string | null;
-  /** Set for a follow-up: the run whose conversation it continues. */
+  /** The run it follows up, for a follow-up. */
   parent_run_id?: string | null;
+}
+
+export type ExportFormat = 'html' | 'pdf' | 'markdown';
+
+/** What `POST /deepanalyze/runs/{id}/export` wrote, as server-root relative paths. */
+export interface IExportReply {
+  path: string;
+  format: ExportFormat;
+  files: string[];
 }
 
 export interface IApproval {
@@ -148,6 +160,29 @@ export class DeepAnalyzeClient {
 
   async cancelRun(runId: string): Promise<void> {
     await this._post(`runs/${encodeURIComponent(runId)}/cancel`, {});
+  }
+
+  /** Writes the conversation up to `runId` as `format` beside the notebook at `notebookPath`. */
+  exportRun(
+    runId: string,
+    format: ExportFormat,
+    notebookPath: string
+  ): Promise<IExportReply> {
+    return this._post(`runs/${encodeURIComponent(runId)}/export`, {
+      format,
+      notebook_path: notebookPath
+    });
+  }
+
+  /** The URL that downloads the file at `path` (server-root relative). */
+  downloadUrl(path: string): string {
+    return (
+      URLExt.join(
+        this.serverSettings.baseUrl,
+        'files',
+        URLExt.encodeParts(path)
+      ) + '?download=1'
+    );
   }
 
   async approve(runId: string, approval: IApproval): Promise<void> {

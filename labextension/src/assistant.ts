@@ -3,8 +3,9 @@
  *
  * Owns the model list and the model picked in the sidebar, and puts the other rooms
  * together: the settings (`settings.ts`), the current notebook kernel's dataframes
- * (`variables.ts`) and the current run (`runController.ts`). Views listen to one
- * `stateChanged`.
+ * (`variables.ts`), the current run (`runController.ts`) and each notebook's
+ * conversation (`conversations.ts`), read back from the server for the notebook the
+ * user works in. Views listen to one `stateChanged`.
  *
  * Must not render (`panel.tsx` does) or reach JupyterLab's notebooks except through
  * `INotebookHost` (`notebooks.ts`). Errors are kept as readable lines, never thrown at
@@ -14,6 +15,7 @@
 import { VDomModel } from '@jupyterlab/ui-components';
 
 import { type ApprovalMode, DeepAnalyzeClient, type IModelInfo } from './api';
+import { Conversations } from './conversations';
 import type { Labels } from './labels';
 import type { INotebookHost } from './notebooks';
 import { type ISendOptions, RunController } from './runController';
@@ -34,7 +36,9 @@ export class AssistantModel extends VDomModel {
     super();
     this.client = options.client;
     this.settings = options.settings;
+    this.notebooks = options.notebooks;
     this._labels = options.labels;
+    this.conversations = new Conversations(options.client, options.labels);
     this.variables = new KernelVariables(
       options.client,
       options.notebooks,
@@ -45,6 +49,7 @@ export class AssistantModel extends VDomModel {
       notebooks: options.notebooks,
       store: options.store,
       labels: options.labels,
+      conversations: this.conversations,
       runSettings: () => ({
         model: this.selectedModel,
         approval: this.settings.approval,
@@ -56,7 +61,19 @@ export class AssistantModel extends VDomModel {
     this.settings.changed.connect(changed);
     this.variables.changed.connect(changed);
     this.runs.changed.connect(changed);
+    this.conversations.changed.connect(changed);
     this.runs.runEnded.connect(() => this.variables.scheduleRefresh());
+    // The conversation of the notebook the user works in is read back from the server.
+    const load = () => {
+      const current = this.notebooks.current;
+      if (current) {
+        void this.conversations.load(current);
+      }
+      this.stateChanged.emit();
+    };
+    this._loadThread = load;
+    this.notebooks.currentChanged.connect(load);
+    void this.notebooks.restored.then(load);
   }
 
   readonly client: DeepAnalyzeClient;
@@ -65,6 +82,29 @@ export class AssistantModel extends VDomModel {
   readonly variables: KernelVariables;
   /** The current run. */
   readonly runs: RunController;
+  /** Each notebook's conversation: its runs, which a new question follows up. */
+  readonly conversations: Conversations;
+  readonly notebooks: INotebookHost;
+
+  /**
+   * The notebook whose conversation the sidebar shows: the one of the run in progress,
+   * else the one the user works in, else the one of the last run.
+   */
+  get threadPath(): string | null {
+    const session = this.runs.session;
+    if (session && !session.finished) {
+      return session.notebookPath;
+    }
+    return this.notebooks.current?.path ?? session?.notebookPath ?? null;
+  }
+
+  /** "New conversation": the next question in the shown notebook starts afresh. */
+  newConversation(): void {
+    const path = this.threadPath;
+    if (path !== null && !this.busy) {
+      this.conversations.startNew(path);
+    }
+  }
 
   /** True while a run is being started or is in progress. */
   get busy(): boolean {
@@ -151,13 +191,16 @@ export class AssistantModel extends VDomModel {
     if (this.isDisposed) {
       return;
     }
+    this.notebooks.currentChanged.disconnect(this._loadThread);
     this.runs.dispose();
+    this.conversations.dispose();
     this.variables.dispose();
     this.settings.dispose();
     super.dispose();
   }
 
   private readonly _labels: Labels;
+  private readonly _loadThread: () => void;
   private _models: IModelInfo[] = [];
   private _modelsError: string | null = null;
   private _pickedModel = '';

@@ -86,6 +86,35 @@ export function labelsFor(trans: TranslationBundle) {
     skip: trans.__('Skip'),
     showCell: trans.__('Show cell'),
 
+    // ---- sidebar: the conversation
+    newConversation: trans.__('New conversation'),
+    followUpHint: trans.__(
+      'Your next question follows up this conversation: the model remembers it, and its code sees what the earlier runs created.'
+    ),
+    earlierQuestion: (question: string) =>
+      trans.__('Earlier question: %1', question),
+    steps: (count: number) => trans._n('%1 step', '%1 steps', count),
+    files: trans.__('Files'),
+    fileSize: (size: string, status: string) =>
+      trans.__('%1, %2', size, status),
+    fileStatus: (status: string) =>
+      status === 'modified' ? trans.__('modified') : trans.__('created'),
+    openFile: (path: string) => trans.__('Open %1', path),
+    downloadFile: (path: string) => trans.__('Download %1', path),
+    open: trans.__('Open'),
+    download: trans.__('Download'),
+    exportReport: trans.__('Export report…'),
+    exportAs: (format: string) => trans.__('Export as %1', format),
+    exportFormat: (format: string) =>
+      format === 'pdf'
+        ? trans.__('PDF')
+        : format === 'markdown'
+          ? trans.__('Markdown')
+          : trans.__('HTML'),
+    exporting: trans.__('Exporting…'),
+    exportedTo: (path: string) => trans.__('Exported to %1', path),
+    exportFailed: (reason: string) => trans.__('Export failed: %1', reason),
+
     // ---- sidebar: the question box
     askDeepAnalyze: trans.__('Ask DeepAnalyze'),
     askPlaceholder: trans.__('Ask a question about your data…'),

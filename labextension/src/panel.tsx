@@ -2,24 +2,27 @@
  * The "DeepAnalyze" sidebar: renders the assistant model.
  *
  * Owns the markup and the accessible names the user (and the browser tests) rely on:
- * the question box `Ask DeepAnalyze`, the `Send` and `Stop` buttons, the model picker,
- * the approval toggle, the dataframe list with its `Analyze` actions, the streaming
- * steps of the current run with Run/Skip for cells awaiting approval, and errors as
- * plain lines. State lives in `AssistantModel`, words in `labels.ts`; this file only
- * renders them and forwards clicks.
+ * the model picker, the approval toggle, the dataframe list with its `Analyze` actions,
+ * the notebook's conversation as a thread (earlier questions, `thread.tsx`; the current
+ * run's streaming steps, each collapsible, with Run/Skip for cells awaiting approval;
+ * its files and `Export report…`), `New conversation`, the question box
+ * (`questionBox.tsx`) and errors as plain lines. State lives in `AssistantModel`, words
+ * in `labels.ts`; this file only renders them and forwards clicks.
  */
 
 import type { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import type { CommandRegistry } from '@lumino/commands';
 import { VDomRenderer } from '@jupyterlab/ui-components';
-import React, { useState } from 'react';
+import React from 'react';
 
 import type { IVariableInfo } from './api';
 import type { AssistantModel } from './assistant';
 import { CommandIds } from './commands';
 import type { Labels } from './labels';
 import { Code, type IMarkdownServices, Markdown } from './markdown';
+import { QuestionBox } from './questionBox';
 import type { RunSession } from './session';
+import { EarlierRun, type IRunViewProps, RunExport, RunFiles } from './thread';
 import type { ITranscriptEntry } from './transcript';
 
 /** JupyterLab's command that restarts a notebook's kernel (Kernel › Restart Kernel…). */
@@ -82,7 +85,7 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         </div>
         {this._renderVariables()}
         <div className="jp-DeepAnalyze-run" role="log" aria-live="polite">
-          {session ? this._renderSession(session) : this._renderIntro()}
+          {this._renderThread(session)}
         </div>
         {model.runs.error && (
           <div className="jp-DeepAnalyze-error" role="alert">
@@ -251,6 +254,49 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
     return <div className="jp-DeepAnalyze-hint">{this.labels.intro}</div>;
   }
 
+  /**
+   * The conversation of the notebook shown: earlier questions (their answers shown,
+   * their steps folded), then the latest run in full.
+   */
+  private _renderThread(current: RunSession | null): React.ReactElement {
+    const model = this.model;
+    const path = model.threadPath;
+    let runs = path !== null ? model.conversations.thread(path) : [];
+    if (current && !runs.includes(current) && current.notebookPath === path) {
+      runs = [...runs, current];
+    }
+    const last = runs[runs.length - 1];
+    if (last === undefined) {
+      return current ? this._renderSession(current) : this._renderIntro();
+    }
+    return (
+      <>
+        {runs.slice(0, -1).map(session => (
+          <EarlierRun
+            key={session.runId}
+            {...this._threadProps(session)}
+            renderText={entry => this._renderText(entry)}
+          />
+        ))}
+        {this._renderSession(last)}
+        {last.finished && !model.busy && (
+          <div className="jp-DeepAnalyze-conversation">
+            <span className="jp-DeepAnalyze-hint">
+              {this.labels.followUpHint}
+            </span>
+            <button
+              className="jp-mod-styled"
+              aria-label={this.labels.newConversation}
+              onClick={() => model.newConversation()}
+            >
+              {this.labels.newConversation}
+            </button>
+          </div>
+        )}
+      </>
+    );
+  }
+
   private _renderSession(session: RunSession): React.ReactElement {
     const labels = this.labels;
     const transcript = session.transcript;
@@ -315,8 +361,21 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
             )}
           </div>
         )}
+        <RunFiles {...this._threadProps(session)} />
+        <RunExport {...this._threadProps(session)} />
       </>
     );
+  }
+
+  private _threadProps(session: RunSession): IRunViewProps {
+    return {
+      session,
+      labels: this.labels,
+      commands: this.commands,
+      conversations: this.model.conversations,
+      client: this.model.client,
+      markdown: this.display.markdown
+    };
   }
 
   private _renderText(entry: ITranscriptEntry): React.ReactElement {
@@ -355,10 +414,12 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         data-kind={entry.kind}
         data-streaming={entry.streaming ? 'true' : undefined}
       >
-        <div className="jp-DeepAnalyze-stepLabel">
-          {labels.stepKind(entry.kind)}
-        </div>
-        {this._renderText(entry)}
+        <details className="jp-DeepAnalyze-stepBody" open>
+          <summary className="jp-DeepAnalyze-stepLabel">
+            {labels.stepKind(entry.kind)}
+          </summary>
+          {this._renderText(entry)}
+        </details>
         {execution && (
           <div
             className="jp-DeepAnalyze-execution"
@@ -415,66 +476,6 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
   }
 
   private _clock: ReturnType<typeof setInterval> | undefined;
-}
-
-interface IQuestionBoxProps {
-  labels: Labels;
-  busy: boolean;
-  /** Resolves with the run id, or null when the run did not start. */
-  onSend(question: string): Promise<string | null>;
-  onStop(): void;
-}
-
-/** The question box keeps its own draft so that re-renders never lose typing. */
-function QuestionBox(props: IQuestionBoxProps): React.ReactElement {
-  const { labels, busy } = props;
-  const [draft, setDraft] = useState('');
-  const send = async () => {
-    if (busy || !draft.trim()) {
-      return;
-    }
-    // The draft is cleared only once the run started, so a failed Send loses nothing.
-    if ((await props.onSend(draft)) !== null) {
-      setDraft('');
-    }
-  };
-  return (
-    <div className="jp-DeepAnalyze-ask">
-      <textarea
-        className="jp-DeepAnalyze-question-input"
-        aria-label={labels.askDeepAnalyze}
-        placeholder={labels.askPlaceholder}
-        rows={3}
-        value={draft}
-        onChange={event => setDraft(event.target.value)}
-        onKeyDown={event => {
-          // Enter sends, Shift+Enter starts a new line, as in chat boxes.
-          if (event.key === 'Enter' && !event.shiftKey) {
-            event.preventDefault();
-            void send();
-          }
-        }}
-      />
-      <div className="jp-DeepAnalyze-askButtons">
-        <button
-          className="jp-mod-styled jp-mod-accept"
-          aria-label={labels.send}
-          disabled={busy || !draft.trim()}
-          onClick={() => void send()}
-        >
-          {labels.send}
-        </button>
-        <button
-          className="jp-mod-styled jp-mod-warn"
-          aria-label={labels.stop}
-          disabled={!busy}
-          onClick={props.onStop}
-        >
-          {labels.stop}
-        </button>
-      </div>
-    </div>
-  );
 }
 
 /** `pandas.DataFrame` → `DataFrame`: the list is narrow; the full name is in the tooltip. */

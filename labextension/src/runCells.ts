@@ -119,6 +119,23 @@ export function anchorBelow(
 }
 
 /**
+ * Id of the last cell of run `runId` in `target`, or null when it has none there: a
+ * follow-up's cells go below it.
+ */
+export function lastCellOfRun(
+  target: INotebookTarget,
+  runId: string
+): string | null {
+  let last: string | null = null;
+  for (const cell of target.cells) {
+    if (cellProvenance(cell)?.run_id === runId) {
+      last = cell.id;
+    }
+  }
+  return last;
+}
+
+/**
  * The run "Remove cells of last run" means in `target`: the run started last from this
  * browser if it has cells there, else the run whose cells start lowest in the notebook.
  */

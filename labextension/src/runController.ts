@@ -2,7 +2,9 @@
  * The sidebar's current run: starting it, following it, and the notebook it writes into.
  *
  * Owns one run at a time: starting it in a notebook (the current one by default) with
- * its anchor cell and the dataframes its question names; a start refused with 409
+ * its anchor cell and the dataframes its question names — as a follow-up of the last
+ * run of the notebook's conversation when there is one (`conversations.ts`), its cells
+ * below that run's; a start refused with 409
  * because another tab's run holds the kernel, which is then followed instead; resuming
  * after a page reload (the run this browser remembers, else one the server runs on an
  * open notebook's kernel); Stop and Run/Skip; and the binding between the run and its
@@ -26,8 +28,9 @@ import {
   type IStartRunRequest
 } from './api';
 import { variablesForQuestion } from './context';
+import type { Conversations } from './conversations';
 import type { Labels } from './labels';
-import { anchorBelow } from './runCells';
+import { anchorBelow, lastCellOfRun } from './runCells';
 import type { INotebookHost, IOpenNotebook } from './notebooks';
 import { type IRunRecord, RunRecordStore, RunSession } from './session';
 import type { CellPlacement } from './settings';
@@ -45,6 +48,8 @@ export interface IRunControllerOptions {
   notebooks: INotebookHost;
   store: RunRecordStore;
   labels: Labels;
+  /** The notebooks' conversations: a new question follows up their last run. */
+  conversations: Conversations;
   runSettings(): IRunSettings;
   /**
    * Names of the dataframes listed for `kernelId`: a question typed in the sidebar
@@ -122,12 +127,22 @@ export class RunController {
       const kernelId = notebook.kernelId;
       const settings = this.options.runSettings();
       const placement = options.placement ?? settings.placement;
+      const parentRunId = this.options.conversations.parentFor(
+        notebook.path,
+        kernelId
+      );
       // The anchor is taken now, when the user presses Send: switching tabs or
-      // moving the cursor later does not move the run.
-      const anchorCellId =
-        placement === 'below-active-cell'
-          ? anchorBelow(notebook.target, notebook.activeCellId)
+      // moving the cursor later does not move the run. A follow-up's cells go below
+      // the cells of the run it follows up.
+      const followed =
+        parentRunId !== null
+          ? lastCellOfRun(notebook.target, parentRunId)
           : null;
+      const anchorCellId =
+        followed ??
+        (placement === 'below-active-cell'
+          ? anchorBelow(notebook.target, notebook.activeCellId)
+          : null);
       const variables =
         options.variables ??
         variablesForQuestion(question, this.options.listedVariables(kernelId));
@@ -137,6 +152,7 @@ export class RunController {
         ...(kernelId ? { kernel_id: kernelId } : {}),
         ...(names.length ? { variables: names } : {}),
         ...(settings.model ? { model: settings.model } : {}),
+        ...(parentRunId ? { parent_run_id: parentRunId } : {}),
         approval: settings.approval
       });
       let reply: IStartRunReply;
@@ -170,6 +186,12 @@ export class RunController {
         anchorCellId,
         startedAt: Date.now()
       });
+      this.options.conversations.register(
+        notebook.path,
+        kernelId,
+        session,
+        parentRunId
+      );
       this._bind(session, notebook);
       session.follow();
       return reply.run_id;
@@ -273,6 +295,7 @@ export class RunController {
       this._notebooks.find(record.notebookPath) ??
       this._notebooks.open(record.notebookPath);
     if (notebook) {
+      this._register(session, notebook);
       this._bind(session, notebook);
     }
     return true;
@@ -334,8 +357,19 @@ export class RunController {
       this._fail(this._labels.cannotFollow(this._labels.failure(error)));
       return;
     }
+    this._register(session, notebook);
     this._bind(session, notebook);
     this._changed.emit();
+  }
+
+  /** Adds a run this page follows (not started here) to its notebook's conversation. */
+  private _register(session: RunSession, notebook: IOpenNotebook): void {
+    this.options.conversations.register(
+      notebook.path,
+      notebook.kernelId,
+      session,
+      session.transcript.parentRunId
+    );
   }
 
   private _fail(message: string): void {
@@ -379,6 +413,7 @@ export class RunController {
     }
     this._unbind();
     const onPathChanged = (_: IOpenNotebook, path: string) => {
+      this.options.conversations.rename(session.notebookPath, path);
       session.notebookPath = path;
       if (this._store.active?.runId === session.runId) {
         this._store.active = session.record;

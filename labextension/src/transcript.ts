@@ -9,6 +9,7 @@
 import type {
   ExecutionStatus,
   FinalRunStatus,
+  IArtifact,
   ICellEvent,
   RunEvent,
   RunStatus
@@ -73,6 +74,16 @@ export class RunTranscript {
 
   question = '';
   model = '';
+  /** The run this one follows up (a follow-up question), or null. */
+  parentRunId: string | null = null;
+
+  /**
+   * The files the run's code wrote in its working folder, in the order first reported;
+   * a file created and then changed stays `created`, with its latest size.
+   */
+  get files(): readonly IArtifact[] {
+    return [...this._files.values()];
+  }
   /** `running` until `run_finished`; `waiting_approval` while a cell awaits Run/Skip. */
   get status(): RunStatus {
     if (this._finalStatus !== null) {
@@ -118,6 +129,16 @@ export class RunTranscript {
       case 'run_started':
         this.question = event.question;
         this.model = event.model;
+        this.parentRunId = event.parent_run_id ?? null;
+        break;
+      case 'artifacts':
+        for (const file of event.files) {
+          const known = this._files.get(file.path);
+          this._files.set(file.path, {
+            ...file,
+            status: known?.status ?? file.status
+          });
+        }
         break;
       case 'delta': {
         const entry = this._entry(event.step, kindOfTag(event.tag));
@@ -219,5 +240,6 @@ export class RunTranscript {
   private readonly _entries: ITranscriptEntry[] = [];
   private readonly _byStep = new Map<number, ITranscriptEntry>();
   private readonly _byCell = new Map<string, ITranscriptEntry>();
+  private readonly _files = new Map<string, IArtifact>();
   private _finalStatus: FinalRunStatus | null = null;
 }

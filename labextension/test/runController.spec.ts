@@ -13,6 +13,7 @@ import { type ISignal, Signal } from '@lumino/signaling';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { DeepAnalyzeClient, type IStartRunRequest } from '../src/api';
+import { Conversations } from '../src/conversations';
 import type { RunEvent } from '../src/events';
 import { labelsFor } from '../src/labels';
 import { RunMaterializer } from '../src/materializer';
@@ -24,6 +25,7 @@ import { completedRun, RunEvents } from './runEvents';
 
 const RUN = '0123456789abcdef0123456789abcdef';
 const OTHER_RUN = 'fedcba9876543210fedcba9876543210';
+const THIRD_RUN = '33333333333333333333333333333333';
 const KERNEL = 'kernel-1';
 const labels = labelsFor(nullTranslator.load('jupyter_deepanalyze'));
 
@@ -59,6 +61,7 @@ interface IStoredRun {
   status: string;
   question: string;
   events: RunEvent[];
+  parent_run_id?: string | null;
 }
 
 /** The server's `/deepanalyze/` routes, answered from memory. */
@@ -69,6 +72,8 @@ class FakeServer {
   readonly runs = new Map<string, IStoredRun>();
   /** How the next POST /deepanalyze/runs is answered (201 with RUN by default). */
   startReplies: Array<() => Response> = [];
+  /** The ids the next runs started get (RUN once these are used up). */
+  nextRunIds: string[] = [];
 
   fetch = async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
@@ -76,7 +81,12 @@ class FakeServer {
     if (request.method === 'POST' && path === 'runs') {
       this.started.push(JSON.parse(await request.text()));
       const reply = this.startReplies.shift();
-      return reply ? reply() : json(201, { run_id: RUN, kernel_id: KERNEL });
+      return reply
+        ? reply()
+        : json(201, {
+            run_id: this.nextRunIds.shift() ?? RUN,
+            kernel_id: KERNEL
+          });
     }
     if (request.method === 'GET' && path === 'runs') {
       const kernelId = url.searchParams.get('kernel_id');
@@ -86,8 +96,10 @@ class FakeServer {
           run_id,
           kernel_id: run.kernel_id,
           status: run.status,
-          question: run.question
-        }));
+          question: run.question,
+          parent_run_id: run.parent_run_id ?? null
+        }))
+        .reverse(); // newest first
       return json(200, { runs });
     }
     const match = /^runs\/([^/]+)$/.exec(path);
@@ -214,13 +226,16 @@ function memoryStore(): RunRecordStore {
 function controllerFor(
   server: FakeServer,
   notebooks: FakeNotebooks,
-  store = memoryStore()
+  store = memoryStore(),
+  conversations?: Conversations
 ): RunController {
+  const client = new DeepAnalyzeClient(server.settings());
   return new RunController({
-    client: new DeepAnalyzeClient(server.settings()),
+    client,
     notebooks,
     store,
     labels,
+    conversations: conversations ?? new Conversations(client, labels),
     runSettings: () => ({
       model: '',
       approval: 'manual',
@@ -464,5 +479,92 @@ describe('RunController', () => {
 
     expect(whileClosed).toEqual(expectedCells(RUN, events.slice(0, 3)));
     expect(notebook.model.toJSON().cells).toEqual(expectedCells(RUN, events));
+  });
+
+  it('asks the next question as a follow-up of the last run, its cells below that run, until New conversation', async () => {
+    const server = new FakeServer();
+    server.nextRunIds = [RUN, OTHER_RUN, THIRD_RUN];
+    const notebook = new FakeNotebook('analysis.ipynb', KERNEL);
+    const client = new DeepAnalyzeClient(server.settings());
+    const conversations = new Conversations(client, labels);
+    const controller = controllerFor(
+      server,
+      new FakeNotebooks([notebook]),
+      memoryStore(),
+      conversations
+    );
+    await controller.send('What is in df?');
+    FakeSocket.last().deliver(completedRun(RUN).events);
+    // The user's cursor is back on their own first cell: a follow-up still goes below the run.
+    notebook.activeCellId = 'user-load';
+
+    expect(await controller.send('And the mean?')).toBe(OTHER_RUN);
+    const followUp = new RunEvents(OTHER_RUN)
+      .started('And the mean?')
+      .markdown(0, 'title', '# And the mean?')
+      .markdown(1, 'report', 'It is 2.')
+      .finished();
+    FakeSocket.last().deliver(followUp.events);
+
+    expect(server.started[1].parent_run_id).toBe(RUN);
+    expect(server.started[0].parent_run_id).toBeUndefined();
+    const ids = notebook.model.cells.map(cell => cell.id);
+    const lastOfFirst = Math.max(
+      ...ids.flatMap((id, i) => (id.includes(RUN.slice(0, 16)) ? [i] : []))
+    );
+    expect(ids[lastOfFirst + 1]).toBe(`da-${OTHER_RUN.slice(0, 16)}-0`);
+    expect(conversations.thread('analysis.ipynb').map(s => s.runId)).toEqual([
+      RUN,
+      OTHER_RUN
+    ]);
+
+    conversations.startNew('analysis.ipynb');
+    expect(await controller.send('Something else')).toBe(THIRD_RUN);
+    expect(server.started[2].parent_run_id).toBeUndefined();
+    expect(conversations.thread('analysis.ipynb').map(s => s.runId)).toEqual([
+      THIRD_RUN
+    ]);
+  });
+
+  it("rebuilds a notebook's conversation from the server after a reload: the newest run and the runs it follows", async () => {
+    const server = new FakeServer();
+    server.runs.set(RUN, {
+      kernel_id: KERNEL,
+      status: 'completed',
+      question: 'What is in df?',
+      events: completedRun(RUN).events
+    });
+    const followUp = new RunEvents(OTHER_RUN)
+      .started('And the mean?', RUN)
+      .markdown(0, 'report', 'It is 2.')
+      .finished();
+    server.runs.set(OTHER_RUN, {
+      kernel_id: KERNEL,
+      status: 'completed',
+      question: 'And the mean?',
+      events: followUp.events,
+      parent_run_id: RUN
+    });
+    const notebook = new FakeNotebook('analysis.ipynb', KERNEL);
+    const conversations = new Conversations(
+      new DeepAnalyzeClient(server.settings()),
+      labels
+    );
+
+    await conversations.load(notebook);
+
+    const thread = conversations.thread('analysis.ipynb');
+    expect(
+      thread.map(s => [s.runId, s.transcript.question, s.transcript.status])
+    ).toEqual([
+      [RUN, 'What is in df?', 'completed'],
+      [OTHER_RUN, 'And the mean?', 'completed']
+    ]);
+    expect(thread[1].transcript.parentRunId).toBe(RUN);
+    expect(conversations.parentFor('analysis.ipynb', KERNEL)).toBe(OTHER_RUN);
+    expect(
+      conversations.parentFor('analysis.ipynb', 'another-kernel')
+    ).toBeNull();
+    expect(FakeSocket.opened).toEqual([]); // finished runs are read, not followed
   });
 });

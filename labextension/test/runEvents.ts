@@ -36,8 +36,13 @@ export class RunEvents {
     return event;
   }
 
-  started(question = 'What is in df?'): this {
-    this.push({ type: 'run_started', question, model: 'DeepAnalyze-8B' });
+  started(question = 'What is in df?', parentRunId?: string): this {
+    this.push({
+      type: 'run_started',
+      question,
+      model: 'DeepAnalyze-8B',
+      ...(parentRunId ? { parent_run_id: parentRunId } : {})
+    });
     return this;
   }
 

@@ -218,6 +218,9 @@ def test_approval_runs_the_users_edit_and_skips_what_the_user_skips(
 
     # The edited code ran; the model was told what ran.
     expect(cell.locator(".jp-OutputArea-output")).to_contain_text("(4, 2) 4")
+    # The second turn's cells (title, analyze, code; then analyze, code) mean the model was
+    # asked again; the status alone was "waiting_approval" before Run already.
+    lab_page.wait_for_agent_cells(5)
     lab_page.expect_status("waiting_approval")
     assert "(4, 2) 4" in _last_feedback(llm.requests[1])
 

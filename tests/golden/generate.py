@@ -10,8 +10,9 @@ folder holding ``Simpson.csv`` from ``../shared``. Together they cover every eve
 and cell role: a title; Analyze, Understand and a note (text outside any tag); code with
 stream, display, result and error outputs; a progress loop that clears its output and
 a display updated by id; a figure saved as a file (an artifact); approvals run as
-proposed, run after the user's edit, and skipped; the report; and a second run that
-stops at ``max_rounds`` with its status cell.
+proposed, run after the user's edit, and skipped; the report with its Files list; and
+a second run, a follow-up of the first (``parent_run_id``), that stops at ``max_rounds``
+with its status cell.
 
 Normalized: ``run_id`` is fixed (the Agent's ``run_id`` parameter); consecutive ``delta``
 events of one step (with the tag of the last) and consecutive ``stream`` outputs of one
@@ -128,11 +129,11 @@ APPROVALS = [
 
 async def _run(
     llm: ScriptedLLM, executor: KernelExecutor, agent_options: dict[str, Any], task: Task
-) -> list[dict[str, Any]]:
+) -> tuple[Agent, list[dict[str, Any]]]:
     model = OpenAICompatModel(llm.url)
     try:
         agent = Agent(model, executor, **agent_options)
-        return [event.to_json() async for event in agent.run(task)]
+        return agent, [event.to_json() async for event in agent.run(task)]
     finally:
         await model.aclose()
 
@@ -150,18 +151,18 @@ async def record() -> list[dict[str, Any]]:
         executor = await KernelExecutor.start(cwd=workdir)
         try:
             with ScriptedLLM(TURNS) as llm:
-                first = await _run(
+                parent, first = await _run(
                     llm,
                     executor,
                     {"run_id": RUN_ID, "approval": approve, "max_rounds": 10},
                     Task(QUESTION, list_data_files(workdir)),
                 )
             with ScriptedLLM(SECOND_TURNS) as llm:
-                second = await _run(
+                _, second = await _run(
                     llm,
                     executor,
                     {"run_id": SECOND_RUN_ID, "max_rounds": 1},
-                    Task(SECOND_QUESTION, list_data_files(workdir, ["Simpson.csv"])),
+                    Task(SECOND_QUESTION, list_data_files(workdir, ["Simpson.csv"]), follows=parent.conversation()),
                 )
         finally:
             await executor.shutdown()

@@ -94,7 +94,7 @@ class DeepAnalyzeAPI:
     async def start_run(self, **request: Any) -> str:
         reply = await self.call("POST", "runs", body={"question": QUESTION, **request})
         assert reply.code == 201, reply
-        assert set(reply.body) == {"run_id", "kernel_id"}
+        assert set(reply.body) == {"run_id", "kernel_id", "parent_run_id"}
         return reply.body["run_id"]
 
     async def connect(self, run_id: str, since: int = 0) -> WebSocketClientConnection:
