@@ -1,7 +1,8 @@
 """Where the model's code runs: one interface, several executors.
 
 Owns ``Executor`` (the surface the agent uses), ``ExecutionResult`` and the named
-failures. ``kernel.KernelExecutor`` runs code in a Jupyter kernel — on this machine, or
+failures. ``kernel.KernelExecutor`` runs code in a Jupyter kernel (``stopping``: code that will not
+stop, a kernel that goes down) — on this machine, or
 on a Jupyter kernel gateway (``gateway``, ``gateway_channels``; ``clients`` picks the
 transport for a server's kernels); ``pool.KernelPool`` keeps warm kernels for eval and
 training, their task folders in ``task_folders``; ``inprocess.InProcessExecutor`` (the magic)

@@ -8,7 +8,7 @@ kernel and leaves it usable, a dead, restarted or shut-down kernel reported as
 ``DeadKernelError`` (never a hang, and never as the ``KeyboardInterrupt`` a restart
 sends first), and a kernel still busy with code that ignored the interrupt reported as
 ``KernelUnresponsive`` — at once for every later execution, until the kernel is idle
-again (watched in the background) or restarted.
+again (watched in the background) or restarted (``stopping.KernelStopping``).
 
 Must not swallow kernel death.
 """
@@ -36,31 +36,25 @@ from . import DeadKernelError, ExecutionFailure, ExecutionResult, KernelUnrespon
 from .gateway import GatewayEndpoint, GatewayKernel
 from .parity import ParityRun
 from .snapshots import SNAPSHOT_TIMEOUT, FolderSnapshot, SnapshotError, snapshot_expression, snapshot_from_reply
+from .stopping import (
+    POLL_SECONDS,
+    RESTART_HINT,
+    RESTARTED,
+    SHUT_DOWN,
+    KernelStopping,
+)
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.2
-"""How often a quiet execution checks that its kernel is still alive."""
 DEAD_AFTER_SECONDS = 1.5
 """A kernel that fails every liveness check for this long is dead (heartbeats can lag)."""
 INTERRUPT_GRACE_SECONDS = 10.0
 """How long a timed-out execution may take to stop after the interrupt."""
-CANCEL_GRACE_SECONDS = 1.5
-"""How long a cancelled execution waits for the kernel to settle (cancel ends in < 2 s)."""
 SYNC_SECONDS = 0.1
 """Output changes are forwarded at most this often: a print or progress loop does not
 flood the sinks (what it shows between two syncs is sent as one change)."""
 MAX_STREAM_CHARS = 2_000_000
 """Stream text kept per execution (its head and its latest part); the rest is cut and noted."""
-RESTART_SIGNAL_SECONDS = 1.0
-"""After a ``KeyboardInterrupt`` this executor did not send, how long to watch for the
-kernel going down (a restart interrupts the code first, then shuts the kernel down)."""
-RESTARTED = "the kernel restarted; its variables are gone"
-SHUT_DOWN = "the kernel was shut down; its variables are gone"
-RESTART_HINT = "Restart the kernel (Kernel > Restart Kernel…) to use it again; its variables will be lost."
-STILL_BUSY = (
-    "the kernel is still busy with code that ignored the interrupt (it catches KeyboardInterrupt). " + RESTART_HINT
-)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -88,7 +82,7 @@ class _Forwarder:
                 await _maybe_await(self.on_output(change))
 
 
-class KernelExecutor:
+class KernelExecutor(KernelStopping):
     """Executes code blocks in one Jupyter kernel, one at a time.
 
     Build it with :meth:`start` (a new kernel this executor owns) or :meth:`attach`
@@ -297,11 +291,6 @@ class KernelExecutor:
             self.check_responsive()
             return await self._execute(code, timeout, on_output)
 
-    def check_responsive(self) -> None:
-        """Raise ``KernelUnresponsive`` while the kernel is busy with code it was told to stop."""
-        if self.stuck is not None:
-            raise KernelUnresponsive(STILL_BUSY)
-
     async def execute_silent(
         self, code: str, user_expressions: Mapping[str, str] | None = None, timeout: float = 30.0
     ) -> dict[str, Any]:
@@ -484,79 +473,6 @@ class KernelExecutor:
                 continue
             if msg["parent_header"].get("msg_id") == msg_id:
                 return dict(msg["content"])
-
-    async def _settle_after_cancel(self, msg_id: str, outputs: OutputAccumulator, forward: _Forwarder) -> bool:
-        """Interrupt the cancelled execution and give the kernel a moment to go idle; what
-        the code showed meanwhile (up to the ``KeyboardInterrupt``) is kept, and sent on as
-        it comes. False when the kernel is still busy with it after the grace period."""
-        try:
-            await asyncio.wait_for(self._interrupt_until_idle(msg_id, outputs, forward), CANCEL_GRACE_SECONDS)
-        except asyncio.TimeoutError:
-            log.info("the kernel is still busy %.1f s after the cancel's interrupt", CANCEL_GRACE_SECONDS)
-            return False
-        except ExecutionFailure as exc:  # died or restarted meanwhile: it is not busy
-            log.debug("kernel after cancel: %s", exc)
-        return True
-
-    async def _interrupt_until_idle(self, msg_id: str, outputs: OutputAccumulator, forward: _Forwarder) -> None:
-        await forward.send()
-        await self.interrupt()
-        while True:
-            try:
-                msg = await self.client.get_iopub_msg(timeout=POLL_SECONDS)
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
-                return
-            outputs.handle(msg["msg_type"], msg["content"])
-            await forward.send()  # the run may be abandoned before this settles: send it now
-
-    async def _going_down(self) -> bool | None:
-        """Whether the kernel is being restarted (True) or shut down (False) — a restart
-        interrupts the running code before it shuts the kernel down — watched for
-        ``RESTART_SIGNAL_SECONDS``; None when it stays up."""
-        deadline = asyncio.get_running_loop().time() + RESTART_SIGNAL_SECONDS
-        while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
-            try:
-                msg = await self._next_message(min(remaining, POLL_SECONDS))
-            except DeadKernelError:  # its status says starting, restarting or dead
-                return True
-            if msg is not None and msg["msg_type"] == "shutdown_reply":
-                return bool(msg["content"].get("restart"))
-            if msg is None and not await self.is_alive():
-                return True
-        return None
-
-    def _stuck_on(self, msg_id: str) -> None:
-        """The kernel is busy with ``msg_id`` and ignored the interrupt: refuse new work
-        until it goes idle (watched here) or restarts (``restarted``; the server drops a
-        restarted kernel's executor)."""
-        self.stuck = msg_id
-        self._watcher = asyncio.ensure_future(self._watch_stuck(msg_id))
-
-    async def _watch_stuck(self, msg_id: str) -> None:
-        try:
-            while not self._closed:
-                try:
-                    msg = await self._next_message(POLL_SECONDS * 5)
-                except DeadKernelError:
-                    return  # restarted: the executor is not reused
-                if msg is None:
-                    if not await self.is_alive():
-                        return
-                    continue
-                if (
-                    msg["parent_header"].get("msg_id") == msg_id
-                    and msg["msg_type"] == "status"
-                    and msg["content"].get("execution_state") == "idle"
-                ):
-                    log.info("the kernel finished the code that ignored the interrupt")
-                    self.stuck = None
-                    return
-        except Exception as exc:  # a closed client: nothing more to watch
-            log.debug("watching a busy kernel: %s", exc)
 
     async def _unresponsive(self, timeout: float, msg_id: str) -> None:
         """The kernel ignored the interrupt: restart it if it is ours, else give up on it."""
