@@ -6,7 +6,10 @@ until ``<Answer>``, ``max_rounds``, cancellation or a failure. Every ending is a
 finished run continues its conversation (``conversation``); a history that no longer
 fits the context window is shortened, oldest execute outputs first. The files each
 block writes (the executor lists its folder before and after) become ``artifacts``
-events and the report's closing Files list.
+events and the report's closing Files list. A turn whose stream broke off is asked for
+again once, never acted on. Everything a run produces passes one ``sanitize.Redactor`` on
+its way out (events) and back to the model (feedback, turns): configured secrets read
+``***``, lone surrogates U+FFFD.
 
 Must not know about HTTP, the browser or files.
 """
@@ -16,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,25 +43,30 @@ from .events import (
     cell_metadata,
     new_run_id,
 )
-from .execution import DeadKernelError, ExecutionFailure, Executor
+from .execution import DeadKernelError, ExecutionFailure, Executor, KernelUnresponsive
 from .execution.snapshots import changed_files
-from .llm import ChatModel, ContextWindowFullError, GenerationParams, ModelError
+from .llm import (
+    ChatModel,
+    ContextWindowFullError,
+    GenerationParams,
+    ModelError,
+    ModelUnavailableError,
+    StreamCutOff,
+)
 from .outputs import ClearOutputs, OutputChange
 from .protocol import (
-    CODE_CLOSE,
     DataFile,
     Segment,
-    SegmentDelta,
-    SegmentParser,
     VariableInfo,
     extract_code,
     format_size,
+    replace_code,
 )
+from .sanitize import Redactor
+from .turns import TurnSink, read_turn
 
 log = logging.getLogger(__name__)
 
-DELTA_FLUSH_SECONDS = 0.05
-"""Streamed text is sent to sinks at most this often (tokens are coalesced)."""
 SKIPPED_FEEDBACK = "[Skipped]: the user chose not to run this code."
 
 _ROLES = {"Analyze": "analyze", "Understand": "understand", None: "note"}
@@ -73,6 +80,8 @@ class Task:
     question: str
     files: Sequence[DataFile] = ()
     variables: Sequence[VariableInfo] = ()
+    more_files: int = 0
+    """Data files left out of ``files`` (a bounded listing): the model is told how many."""
     follows: Conversation | None = None
     """A finished run whose conversation this task continues (a follow-up question)."""
 
@@ -87,6 +96,10 @@ class Approval:
 
 ApprovalHook = Callable[[str, str], Awaitable[Approval]]
 """``await hook(cell_id, code)`` before each execution; absent means run everything."""
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class _RunEnded(Exception):
@@ -111,6 +124,7 @@ class Agent:
         approval: ApprovalHook | None = None,
         run_id: str | None = None,
         kernel_id: str | None = None,
+        secrets: Sequence[str] = (),
         track_files: bool = True,
         file_links: str = "",
     ) -> None:
@@ -131,9 +145,12 @@ class Agent:
         self.files = RunFiles()
         self.status: str | None = None
         self._events = EventSequence(self.run_id)
+        self._redactor = Redactor(secrets)
         self._emit: Callable[[Event], None] = lambda event: None
         self._worker: asyncio.Task[None] | None = None
         self._started = False  # the worker's coroutine has begun (it can take a cancel)
+        self._task: Task | None = None
+        self._begun = False  # run_started and the title cell are out
         self._cancelled = False
         self._step = 0
         self._code_cell_id = ""
@@ -150,6 +167,7 @@ class Agent:
             "max_tokens": config.max_tokens,
             "track_files": config.track_files,
         }
+        options["secrets"] = (*config.secrets(), *options.get("secrets", ()))
         return cls(model, executor, **{**settings, **options})
 
     # ------------------------------------------------------------------ public
@@ -159,6 +177,7 @@ class Agent:
         if self._worker is not None:
             raise RuntimeError("an Agent runs one task; make a new Agent for the next")
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._task = task
         self._emit = queue.put_nowait
         self._worker = asyncio.create_task(self._run(task, queue))
         try:
@@ -187,10 +206,27 @@ class Agent:
         if self._started and self._worker is not None and not self._worker.done():
             self._worker.cancel()
 
+    def abandon(self, error: str | None = None) -> list[Event]:
+        """End the run at once, without waiting for it to wind down (the process is about to
+        quit): returns the events that close it — a status cell and ``run_finished
+        {cancelled}`` — for the caller to record; the worker's later events are dropped.
+        Returns nothing when the run has ended already."""
+        if self.status is not None:
+            return []
+        closing: list[Event] = []
+        self._emit = closing.append
+        if self._task is not None:  # abandoned while the model was still opening
+            self._begin(self._task)
+        self.status = "cancelled"
+        self._status_cell("cancelled", error)
+        self._make(RunFinished, status="cancelled", error=error)
+        self._emit = lambda event: None
+        return closing
+
     # ------------------------------------------------------------------ the loop
 
     def _make(self, cls: type[Event], **fields: Any) -> Event:
-        event = self._events.make(cls, **fields)
+        event = self._events.make(cls, **{name: self._redactor.value(value) for name, value in fields.items()})
         self._emit(event)
         return event
 
@@ -215,16 +251,10 @@ class Agent:
                     raise asyncio.CancelledError
                 await self.model.ready()
             finally:
-                self._make(
-                    RunStarted,
-                    question=task.question,
-                    model=self.model.name or self.model.spec,
-                    kernel_id=self.kernel_id,
-                    parent_run_id=task.follows.run_id if task.follows else None,
-                )
-                self._title_cell(task)
+                self._begin(task)
             dialect = self.model.dialect
-            first = dialect.first_message(task.question, task.files, task.variables)
+            question = self._redactor.text(task.question)
+            first = dialect.first_message(question, task.files, task.variables, task.more_files)
             if task.follows is not None:
                 self.messages = follow_up_messages(dialect, task.follows.messages, first)
             else:
@@ -235,6 +265,9 @@ class Agent:
             status, error = ended.status, ended.error
         except asyncio.CancelledError:
             status = "cancelled"
+        except KernelUnresponsive as exc:  # a cancel (or a timeout) the code ignored
+            status = "cancelled" if self._cancelled else "failed"
+            error = _sentence(str(exc))
         except ModelError as exc:
             error = str(exc)
         except (DeadKernelError, ExecutionFailure) as exc:
@@ -242,17 +275,29 @@ class Agent:
         except Exception as exc:  # the run ends cleanly whatever broke
             log.exception("run %s failed", self.run_id)
             error = f"Internal error: {type(exc).__name__}: {exc}"
-        self.status = status
-        if status != "completed":
-            self._status_cell(status, error)
-        self._make(RunFinished, status=status, report_cell_id=report_cell_id, error=error)
+        if self.status is None:  # not abandoned meanwhile
+            self.status = status
+            if status != "completed":
+                self._status_cell(status, error)
+            self._make(RunFinished, status=status, report_cell_id=report_cell_id, error=error)
         queue.put_nowait(None)
+
+    def _begin(self, task: Task) -> None:
+        """``run_started`` and the title cell, once."""
+        if self._begun:
+            return
+        self._begun = True
+        model = self.model.name or self.model.spec
+        parent = task.follows.run_id if task.follows else None
+        self._make(RunStarted, question=task.question, model=model, kernel_id=self.kernel_id, parent_run_id=parent)
+        self._title_cell(task)
 
     def _title_cell(self, task: Task) -> None:
         lines = [f"## DeepAnalyze: {task.question.strip()}", ""]
         if task.files:
             listed = ", ".join(f"`{f.name}` ({format_size(f.size_bytes)})" for f in task.files)
-            lines.append(f"**Data:** {listed}  ")
+            more = f" and {task.more_files} more files" if task.more_files else ""
+            lines.append(f"**Data:** {listed}{more}  ")
         if task.variables:
             lines.append("**Variables:** " + ", ".join(f"`{v.name}`" for v in task.variables) + "  ")
         lines.append(f"**Model:** {self.model.name or self.model.spec}")
@@ -261,7 +306,7 @@ class Agent:
 
     def _status_cell(self, status: str, error: str | None) -> None:
         text = {
-            "cancelled": "**Run cancelled.**",
+            "cancelled": f"**Run cancelled.** {error}" if error else "**Run cancelled.**",
             "max_rounds": f"**Run stopped after {self.max_rounds} rounds** without a final answer.",
             "failed": f"**Run failed:** {error}",
         }[status]
@@ -274,18 +319,19 @@ class Agent:
             code = next((s for s in segments if s.tag == "Code"), None)
             if not turn.strip():
                 raise _RunEnded("failed", "The model returned an empty turn.")
+            turn = self._redactor.text(turn)
             if report is not None:
                 self.messages.append({"role": "assistant", "content": turn})
                 return self._report_cell_id
             if code is None:
                 self.messages.append({"role": "assistant", "content": turn})
                 continue
-            ran_code, feedback = await self._execute(self._code_cell_id, extract_code(code.text))
             original = extract_code(code.text)
-            if ran_code != original:  # the model is told what really ran
-                turn = turn.replace(original, ran_code, 1)
+            ran_code, feedback = await self._execute(self._code_cell_id, original)
+            if ran_code != original:  # the model is told what really ran, and only that changes
+                turn = replace_code(turn, ran_code)
             self.messages.append({"role": "assistant", "content": turn})
-            self.messages.append(self.model.dialect.execute_message(feedback))
+            self.messages.append(self.model.dialect.execute_message(self._redactor.text(feedback)))
         raise _RunEnded("max_rounds")
 
     async def _fitting_turn(self) -> tuple[str, list[Segment]]:
@@ -293,7 +339,7 @@ class Agent:
         long execute outputs are shortened (PROTOCOL.md, "Follow-ups") and it is asked again."""
         while True:
             try:
-                return await self._model_turn()
+                return await self._finished_turn()
             except ContextWindowFullError as full:
                 chars = chars_to_free(full.limit, full.needed)
                 shortened = shorten_history(self.messages, self.model.dialect, chars)
@@ -302,64 +348,40 @@ class Agent:
                 log.info("run %s: the history did not fit the context window; older outputs shortened", self.run_id)
                 self.messages = shortened
 
+    async def _finished_turn(self) -> tuple[str, list[Segment]]:
+        """A model turn whose stream ended properly, asked for again once if it broke off.
+
+        What a cut-off stream sent is never acted on (PROTOCOL.md, "A turn that did not
+        finish"): a code block it left open is not run, an answer it left open does not end
+        the run. The steps it finished stay shown, followed by a status cell saying so.
+        """
+        try:
+            return await self._model_turn()
+        except StreamCutOff as cut:
+            first = str(cut)
+            log.warning("run %s: %s Asking again.", self.run_id, first)
+            self._cell("status", "markdown", f"*{first} What it sent is not used: the model is asked again.*")
+        try:
+            return await self._model_turn()
+        except StreamCutOff as cut:
+            raise _RunEnded("failed", f"{cut} It broke off twice; none of the cut-off code was run.") from None
+        except ModelUnavailableError:
+            raise _RunEnded("failed", f"{first} Asked again, it did not answer.") from None
+
     async def _model_turn(self) -> tuple[str, list[Segment]]:
-        """Stream one turn; emit deltas, segments and cells; stop after the first code block."""
-        parser = SegmentParser()
-        chunks: list[str] = []
-        segments: list[Segment] = []
-        pending: list[SegmentDelta] = []
-        last_flush = time.monotonic()
+        """Stream one turn (``turns.read_turn``): deltas, segments and cells as they come."""
         self._code_cell_id = ""
         self._report_cell_id = None
 
-        def flush() -> None:
-            nonlocal last_flush
-            if pending:
-                # Every pending delta belongs to the segment in progress (a finished segment
-                # flushes first): its tag is theirs, not whatever the parser has opened since.
-                tag = pending[0].tag
-                self._make(Delta, step=self._step + 1, text="".join(d.text for d in pending), tag=tag)
-                pending.clear()
-            last_flush = time.monotonic()
+        def delta(tag: str | None, text: str) -> None:
+            self._make(Delta, step=self._step + 1, text=text, tag=tag)
 
-        def handle(items: list[SegmentDelta | Segment]) -> bool:
-            for item in items:
-                if isinstance(item, SegmentDelta):
-                    pending.append(item)
-                    continue
-                flush()
-                segments.append(item)
-                self._segment(item)
-                if item.tag == "Code" or (item.tag == "Answer" and item.closed):
-                    return True  # the turn is over: code to run, or the final answer
-            if time.monotonic() - last_flush >= DELTA_FLUSH_SECONDS:
-                flush()
-            return False
+        def unfinished(segment: Segment) -> None:  # a step of its own, never a cell
+            self._step += 1
+            self._make(SegmentFinished, step=self._step, tag=segment.tag, text=segment.text)
 
-        stream = self.model.stream(self.messages, self.params)
-        ended = False
-        try:
-            async for chunk in stream:
-                chunks.append(chunk)
-                if handle(parser.feed(chunk)):
-                    ended = True
-                    break
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-        turn = "".join(chunks)
-        if ended:
-            # Anything after the first </Code> was not produced by a model that stopped
-            # there (vLLM does): the next round answers the code. After </Answer> the run
-            # is over, so the rest of the stream is not waited for either.
-            tag = segments[-1].tag
-            closing = f"</{tag}>"
-            turn = turn[: turn.index(closing, turn.index(f"<{tag}>")) + len(closing)]
-        else:
-            handle(parser.close())
-            flush()
-            if segments and segments[-1].tag == "Code" and not segments[-1].closed:
-                turn += CODE_CLOSE  # cut off by max_tokens: close it so history stays well-formed
-        return turn, segments
+        sink = TurnSink(delta=delta, segment=self._segment, unfinished=unfinished)
+        return await read_turn(self.model.stream(self.messages, self.params), sink)
 
     def _segment(self, segment: Segment) -> None:
         step = self._step + 1
@@ -417,6 +439,9 @@ class Agent:
             raise
         except DeadKernelError as exc:
             self._make(ExecutionFinished, cell_id=cell_id, status="dead", feedback=str(exc), code=changed)
+            raise
+        except KernelUnresponsive as exc:
+            self._make(ExecutionFinished, cell_id=cell_id, status="unresponsive", feedback=str(exc), code=changed)
             raise
         self._make(
             ExecutionFinished,

@@ -7,7 +7,9 @@ kernel gateway with the folder shipped there and back), the notebook and its exp
 the end, and ``--continue NOTEBOOK.ipynb``: the run that notebook recorded is continued
 — its kernel state rebuilt by running the notebook's code cells again in its run folder,
 then the follow-up question asked with the recorded conversation, its cells appended to
-the same notebook. Also the exit status and ``gateway_settings``.
+the same notebook. The notebook is always written: a model that does not answer fails
+the run (opened by the run itself), and Ctrl-C or SIGTERM end it through
+``headless.record_in_terminal``. Also the exit status and ``gateway_settings``.
 
 Must not duplicate agent logic: runs go through ``Agent`` and ``RunRecorder``.
 """
@@ -33,6 +35,7 @@ from .command import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     GATEWAY_ALIASES,
     MODEL_ALIASES,
     RUN_ALIASES,
@@ -49,11 +52,12 @@ from .execution.gateway import GatewayError
 from .execution.kernel import KernelExecutor
 from .execution.pool import KernelPool
 from .exports import EXPORT_FORMATS, export_path
+from .headless import Recorded, record_in_terminal
 from .llm import ChatModel
-from .llm.registry import open_model
-from .recorder import RunRecorder, record_run, recorded_conversation
-from .terminal import CtrlC, Progress
-from .workspace import list_data_files, stage_inputs
+from .llm.registry import ModelOpenedOnReady, parse_spec
+from .recorder import RunRecorder, recorded_conversation
+from .terminal import Progress
+from .workspace import data_listing, stage_inputs
 
 
 @dataclass
@@ -77,9 +81,9 @@ class ReportApp(DeepAnalyzeCommand):
         "The files (PATHs) are copied into a run folder (OUT's name + '_files') that is the "
         "kernel's working directory; the originals are never modified. With --continue, "
         "continue the run a report notebook recorded: its code cells run again in its run "
-        "folder, then the follow-up question's cells are appended to it. Exit status: 0 when "
-        "the run completes, 1 when it fails or hits max rounds, 2 for bad arguments, 130 "
-        "when interrupted."
+        "folder, then the follow-up question's cells are appended to it. The notebook is always "
+        "written. Exit status: 0 when the run completes, 1 when it fails or hits max rounds, 2 "
+        "for bad arguments, 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM)."
     )
     examples = (
         'jupyter deepanalyze report data.csv -q "What drives churn?" -o churn.ipynb --model http://gpu:8000/v1\n'
@@ -183,8 +187,11 @@ class ReportApp(DeepAnalyzeCommand):
 
     async def _report(self, stderr: TextIO) -> int:
         config = gateway_settings(self.settings())
+        parse_spec(config.model)  # a bad spec is a usage error, before anything runs
         plan = self._plan()
-        model = await open_model(config)
+        # Opened by the run itself: a model that does not answer fails the run, whose
+        # notebook then says why, like any other failure.
+        model = ModelOpenedOnReady(config)
         progress = Progress(stderr)
         try:
             if plan.follows is None:
@@ -194,20 +201,21 @@ class ReportApp(DeepAnalyzeCommand):
                         raise UsageError(f"an input is already named {DEMO_FILE}")
                     plan.names.append(write_demo_data(plan.folder).name)
             if config.gateway_url:
-                recorder = await _report_on_gateway(config, model, plan, progress, stderr)
+                recorded = await _report_on_gateway(config, model, plan, progress, stderr)
             else:
-                files = list_data_files(plan.folder, plan.names)
-                progress.line(f"run folder {plan.folder}/ ({len(files)} data files)")
+                listing = data_listing(plan.folder, plan.names)
+                progress.line(f"run folder {plan.folder}/ ({len(listing.files) + listing.more} data files)")
                 executor = await KernelExecutor.start(
                     plan.kernel_name, cwd=plan.folder.resolve(), feedback=config.feedback_options()
                 )
                 try:
-                    task = Task(plan.question, files, follows=plan.follows)
-                    recorder = await _record(config, model, executor, task, plan, progress, stderr)
+                    task = Task(plan.question, listing.files, more_files=listing.more, follows=plan.follows)
+                    recorded = await _record(config, model, executor, task, plan, progress, stderr)
                 finally:
                     await executor.shutdown()
         finally:
             await model.aclose()
+        recorder = recorded.recorder
         for artifact in recorder.outcome.files:
             size = format_bytes(artifact.size)
             progress.line(f"file {plan.folder.name}/{artifact.path} ({size}, {artifact.status})")
@@ -217,6 +225,8 @@ class ReportApp(DeepAnalyzeCommand):
         if reason is None:
             return EXIT_OK
         print(f"jupyter deepanalyze: {reason}", file=stderr)
+        if recorded.terminated:
+            return EXIT_TERMINATED
         return EXIT_INTERRUPTED if recorder.outcome.status == "cancelled" else EXIT_FAILED
 
 
@@ -255,18 +265,16 @@ async def _record(
     plan: ReportPlan,
     progress: Progress,
     stderr: TextIO,
-) -> RunRecorder:
+) -> Recorded:
     if plan.existing is not None:
         await rebuild_kernel(executor, plan.existing, config.execution_timeout, progress)
     agent = Agent.from_config(config, model, executor, file_links=f"{plan.folder.name}/")
-    recorder = RunRecorder(existing=plan.existing)
-    with CtrlC(agent.cancel, "Stopping (Ctrl-C again to quit at once)…", stderr):
-        return await record_run(agent, task, recorder, on_event=progress.show)
+    return await record_in_terminal(agent, task, RunRecorder(existing=plan.existing), progress, stderr)
 
 
 async def _report_on_gateway(
     config: DeepAnalyze, model: ChatModel, plan: ReportPlan, progress: Progress, stderr: TextIO
-) -> RunRecorder:
+) -> Recorded:
     """The report's run in a kernel on ``config.gateway_url``: the run folder's files go to
     the kernel's side (shipped, or through ``shared_workdir``) and what the run leaves
     there comes back into the run folder, so the report reads as a local one."""

@@ -21,9 +21,9 @@ from traitlets.config import Configurable
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from ._version import __version__
-from .config import SECRET_SETTINGS, DeepAnalyze
+from .config import SECRET_SETTINGS, DeepAnalyze, take_secrets_from_environment
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 CONFIG_FILE_NAME = "jupyter_deepanalyze_config"
 
 # Options several commands share, each an alias or a flag of a ``DeepAnalyze`` setting.
@@ -152,7 +152,9 @@ class DeepAnalyzeCommand(JupyterApp):
         return f"{option}{problem}" if problem else f"{option}: {error}"
 
     def settings(self) -> DeepAnalyze:
-        """The ``DeepAnalyze`` settings: config files, then the command line."""
+        """The ``DeepAnalyze`` settings: config files, then the command line (the API key
+        taken out of the environment first: no kernel this command starts inherits it)."""
+        take_secrets_from_environment(self.config)
         try:
             return DeepAnalyze(parent=self)
         except TraitError as exc:

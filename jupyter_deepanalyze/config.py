@@ -2,7 +2,10 @@
 
 Owns the traitlets that the CLI, the server extension, the magic and the eval harness
 read. Environment variables ``DEEPANALYZE_MODEL`` and ``DEEPANALYZE_API_KEY`` supply
-defaults; config files and command-line flags override them.
+defaults; config files and command-line flags override them. Also owns moving secrets
+out of the environment into the config at each front door's start-up
+(``take_secrets_from_environment``), so that no kernel started afterwards inherits them,
+and the names of the variables no kernel is given (``SECRET_ENVIRONMENT``).
 
 Must not import Jupyter server code.
 """
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from traitlets import (
     Bool,
     CaselessStrEnum,
+    Dict,
     Float,
     HasTraits,
     Int,
@@ -25,7 +29,7 @@ from traitlets import (
     default,
     validate,
 )
-from traitlets.config import Configurable
+from traitlets.config import Config, Configurable
 
 from .feedback import FeedbackOptions
 
@@ -38,8 +42,25 @@ MIN_OUTPUT_LIMIT = 200
 """A cap below this would leave the model too little to read (0 or None means no cap)."""
 GATEWAY_TOKEN_ENV = "JUPYTER_GATEWAY_AUTH_TOKEN"
 """The gateway token's variable: the one a Jupyter server started with --gateway-url reads."""
-SECRET_SETTINGS = frozenset({"api_key", "gateway_token"})
+SECRET_SETTINGS = frozenset({"api_key", "api_keys", "gateway_token"})
 """Settings never shown: not in help with values, not by --show-config."""
+SECRET_ENVIRONMENT = (API_KEY_ENV, GATEWAY_TOKEN_ENV)
+"""Variables no kernel this project starts is given (they stay in the process that needs them)."""
+
+
+def take_secrets_from_environment(config: Config) -> None:
+    """Move ``$DEEPANALYZE_API_KEY`` out of ``os.environ`` into ``config`` (as
+    ``DeepAnalyze.api_key``, unless a config file or the command line set one).
+
+    Every front door calls this at start-up (the server extension when it loads, each
+    ``jupyter deepanalyze`` command, ``%load_ext``), so kernels started afterwards (a
+    Jupyter server's kernel manager hands its own environment to every kernel) never see
+    the key. The gateway token stays in the environment: a Jupyter server started with
+    ``--gateway-url`` reads it from there itself, and its kernels run on the gateway.
+    """
+    key = os.environ.pop(API_KEY_ENV, None)
+    if key and "api_key" not in config.DeepAnalyze:
+        config.DeepAnalyze.api_key = key
 
 
 class DeepAnalyze(Configurable):
@@ -87,7 +108,20 @@ class DeepAnalyze(Configurable):
     ).tag(config=True)
 
     api_key = Unicode(
-        help=f"API key sent as a Bearer token. Defaults to ${API_KEY_ENV}; never logged.",
+        help=(
+            f"API key of the default model (DeepAnalyze.model), sent to it as a Bearer token and to no "
+            f"other server. Defaults to ${API_KEY_ENV}; never logged, never in a kernel's environment."
+        ),
+    ).tag(config=True)
+
+    api_keys = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        default_value={},
+        help=(
+            "API keys per model spec, {spec: key} (e.g. {'https://api.example.com/v1': 'sk-…'}): each "
+            "is sent only to its own model's server. The default model's key may also be api_key."
+        ),
     ).tag(config=True)
 
     @default("api_key")
@@ -252,6 +286,10 @@ class DeepAnalyze(Configurable):
         from .execution.gateway import GatewayEndpoint
 
         return GatewayEndpoint(self.gateway_url, token=self.gateway_token)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret configured here (keys, the gateway token): redacted wherever it shows."""
+        return tuple(s for s in (self.api_key, *self.api_keys.values(), self.gateway_token) if s)
 
     def feedback_options(self) -> FeedbackOptions:
         """What the model is told of executions, as these settings say: the one place

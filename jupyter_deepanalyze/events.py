@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args
 
 CellRole = Literal["title", "analyze", "understand", "note", "code", "report", "status"]
-ExecutionStatus = Literal["ok", "error", "timeout", "interrupted", "skipped", "dead"]
-"""``dead``: the kernel died or restarted under the execution (its variables are gone)."""
+ExecutionStatus = Literal["ok", "error", "timeout", "interrupted", "skipped", "dead", "unresponsive"]
+"""``dead``: the kernel died or restarted under the execution (its variables are gone).
+``unresponsive``: the code ignored the interrupt (it catches ``KeyboardInterrupt``) and the
+kernel is still busy with it; restarting the kernel frees it."""
 RunStatus = Literal["completed", "cancelled", "failed", "max_rounds"]
 """The final statuses of ``run_finished``."""
 ArtifactStatus = Literal["created", "modified"]

@@ -55,15 +55,33 @@ class SegmentDelta:
     text: str
 
 
-def _held_back(buffer: str, markers: Iterable[str]) -> int:
-    """Length of the longest suffix of ``buffer`` that may still grow into a marker."""
-    longest = 0
-    for marker in markers:
-        for size in range(min(len(marker) - 1, len(buffer)), longest, -1):
-            if buffer.endswith(marker[:size]):
-                longest = size
-                break
-    return longest
+_LONGEST_MARKER = max(len(m) for m in _ALL_MARKERS)
+
+
+def _held_back(buffer: str, start: int, markers: Iterable[str]) -> int:
+    """Length of the longest suffix of ``buffer[start:]`` that may still grow into a marker.
+
+    Every marker starts with ``<``: only a ``<`` among the last few characters can begin
+    one, so this looks at no more than a marker's length of text.
+    """
+    position = buffer.find("<", max(start, len(buffer) - _LONGEST_MARKER + 1))
+    while position != -1:
+        tail = buffer[position:]
+        if any(len(tail) < len(marker) and marker.startswith(tail) for marker in markers):
+            return len(buffer) - position
+        position = buffer.find("<", position + 1)
+    return 0
+
+
+def _next_marker(buffer: str, start: int, markers: Sequence[str]) -> tuple[int, str] | None:
+    """The first marker in ``buffer`` at or after ``start``, with its position."""
+    position = buffer.find("<", start)
+    while position != -1:
+        for marker in markers:
+            if buffer.startswith(marker, position):
+                return position, marker
+        position = buffer.find("<", position + 1)
+    return None
 
 
 class SegmentParser:
@@ -73,24 +91,33 @@ class SegmentParser:
     belong to the open segment) and ``Segment`` items (a segment just finished). For
     every finished segment the deltas before it concatenate to its text. Whitespace
     between tags is not a note and yields nothing.
+
+    Linear in the text, whatever its chunking or its tags: each character is looked at
+    a bounded number of times (nothing the model sends can make parsing quadratic).
     """
 
     def __init__(self) -> None:
-        self._buffer = ""
+        self._buffer = ""  # at most a marker's length: text that may begin a marker
         self._tag: str | None = None
         self._text: list[str] = []
-        self._emitted = 0  # characters of an outside note already sent as deltas
+        self._note_shown = False  # an outside note has shown non-whitespace (deltas flow)
 
     @property
     def open_tag(self) -> str | None:
         return self._tag
 
     def feed(self, chunk: str) -> list[SegmentDelta | Segment]:
-        self._buffer += chunk
+        buffer = self._buffer + chunk
         out: list[SegmentDelta | Segment] = []
-        while self._buffer:
-            if not self._step(out):
-                break
+        position = 0
+        while (found := _next_marker(buffer, position, self._markers())) is not None:
+            index, marker = found
+            self._append(buffer[position:index], out)
+            position = index + len(marker)
+            self._on_marker(marker, out)
+        keep = _held_back(buffer, position, self._markers())
+        self._append(buffer[position : len(buffer) - keep], out)
+        self._buffer = buffer[len(buffer) - keep :]
         return out
 
     def close(self) -> list[SegmentDelta | Segment]:
@@ -111,22 +138,7 @@ class SegmentParser:
             return (closing, *_OPEN)
         return (closing,)
 
-    def _step(self, out: list[SegmentDelta | Segment]) -> bool:
-        """Consume up to and including the next marker. False when more text is needed."""
-        buffer = self._buffer
-        best: tuple[int, str] | None = None
-        for marker in self._markers():
-            pos = buffer.find(marker)
-            if pos != -1 and (best is None or pos < best[0]):
-                best = (pos, marker)
-        if best is None:
-            keep = _held_back(buffer, self._markers())
-            self._append(buffer[: len(buffer) - keep], out)
-            self._buffer = buffer[len(buffer) - keep :]
-            return False
-        pos, marker = best
-        self._append(buffer[:pos], out)
-        self._buffer = buffer[pos + len(marker) :]
+    def _on_marker(self, marker: str, out: list[SegmentDelta | Segment]) -> None:
         if marker in _CLOSE:
             if self._tag is not None:  # a stray closing tag outside any segment is dropped
                 self._finish(out, closed=True)
@@ -136,26 +148,24 @@ class SegmentParser:
             else:
                 self._finish(out, closed=True)
             self._tag = _OPEN[marker]
-        return True
 
     def _append(self, text: str, out: list[SegmentDelta | Segment]) -> None:
         if not text:
             return
         self._text.append(text)
-        if self._tag is not None:
+        if self._tag is not None or self._note_shown:
             out.append(SegmentDelta(self._tag, text))
-            return
-        # Outside any tag: say nothing until the note holds more than whitespace.
-        note = "".join(self._text)
-        if note.strip():
-            out.append(SegmentDelta(None, note[self._emitted :]))
-            self._emitted = len(note)
+        elif text.strip():
+            # Outside any tag nothing is said until the note holds more than whitespace;
+            # then everything so far, once.
+            self._note_shown = True
+            out.append(SegmentDelta(None, "".join(self._text)))
 
     def _finish(self, out: list[SegmentDelta | Segment], *, closed: bool) -> None:
         text = "".join(self._text)
         tag = self._tag
         self._text = []
-        self._emitted = 0
+        self._note_shown = False
         self._tag = None
         if tag is None and not text.strip():
             return
@@ -192,6 +202,57 @@ def extract_code(block: str) -> str:
     closing = _FENCE.search(content, start)
     end = closing.start() if closing is not None else len(content)
     return content[start:end].strip()
+
+
+def _code_span(block: str) -> tuple[int, int, bool]:
+    """Where ``extract_code(block)`` sits in ``block`` (start, end), and whether it is
+    inside a fence whose opening line ended with a newline."""
+    lead = len(block) - len(block.lstrip())
+    content = block.strip()
+    opening = _FENCE.search(content)
+    if opening is None:
+        return lead, lead + len(content), False
+    start = opening.end()
+    language = _FENCE_LANGUAGE.match(content, start)
+    if language is not None:
+        start = language.end()
+    closing = _FENCE.search(content, start)
+    end = closing.start() if closing is not None else len(content)
+    inner = content[start:end]
+    if not inner.strip():
+        return lead + start, lead + end, language is not None
+    left = len(inner) - len(inner.lstrip())
+    return lead + start + left, lead + start + len(inner.rstrip()), language is not None
+
+
+def replace_code(turn: str, code: str) -> str:
+    """``turn`` with the code of its first ``<Code>`` block replaced by ``code``.
+
+    Only the code changes: the block keeps its form (the fence and its language word, or
+    none) and every other character of the turn stays, even where the old code also
+    appears (quoted in ``<Analyze>``). The first ``<Code>`` in the text always opens the
+    first code block (every other tag is closed by it). An empty block gets the code on
+    lines of its own.
+    """
+    code = code.strip()
+    opening = turn.find("<Code>")
+    if opening == -1:
+        return turn
+    body = opening + len("<Code>")
+    closing = turn.find(CODE_CLOSE, body)
+    end = closing if closing != -1 else len(turn)
+    block = turn[body:end]
+    if not block.strip():
+        replaced = f"\n{code}\n"
+    else:
+        start, stop, after_newline = _code_span(block)
+        inserted = code
+        if not block[start:stop].strip():  # an empty fence: the code on its own lines
+            inserted = f"{code}\n" if after_newline else f"\n{code}\n"
+        replaced = block[:start] + inserted + block[stop:]
+        if extract_code(replaced) != code:  # code that would break the fence (it holds ```)
+            replaced = f"\n{code}\n"
+    return turn[:body] + replaced + turn[end:]
 
 
 def first_code_block(text: str) -> str | None:
@@ -265,13 +326,16 @@ def build_first_message(
     variables: Sequence[VariableInfo] = (),
     *,
     columns: bool = False,
+    more_files: int = 0,
 ) -> str:
     """The one user message of a run (no system prompt for the native model).
 
     ``columns`` adds each file's known header to its entry (not in the reference format).
+    ``more_files`` counts files left out of a bounded listing: a line after the entries
+    says how many (the reference lists every file of its small upload folder).
     """
     message = f"# Instruction\n{instruction.strip()}"
-    if not files and not variables:
+    if not files and not variables and not more_files:
         return message
     data = ""
     for index, data_file in enumerate(sorted(files, key=lambda f: f.name), start=1):
@@ -281,6 +345,8 @@ def build_first_message(
             hidden = len(data_file.columns) - len(shown)
             entry["columns"] = ", ".join(shown) + (f", ... {hidden} more" if hidden > 0 else "")
         data += f"File {index}:\n{json.dumps(entry, indent=4, ensure_ascii=False)}\n\n"
+    if more_files:
+        data += f"... and {more_files} more files\n\n"
     if variables:
         data += "Variables already defined in the running Python session:\n"
         for index, variable in enumerate(variables, start=1):
@@ -327,9 +393,15 @@ class Dialect:
     """The first message names each data file's columns (small models need them spelled out)."""
 
     def first_message(
-        self, instruction: str, files: Sequence[DataFile] = (), variables: Sequence[VariableInfo] = ()
+        self,
+        instruction: str,
+        files: Sequence[DataFile] = (),
+        variables: Sequence[VariableInfo] = (),
+        more_files: int = 0,
     ) -> str:
-        return build_first_message(instruction, files, variables, columns=self.describe_columns)
+        return build_first_message(
+            instruction, files, variables, columns=self.describe_columns, more_files=more_files
+        )
 
     def initial_messages(self, first_message: str) -> list[dict[str, str]]:
         messages = [dict(m) for m in self.examples] + [{"role": "user", "content": first_message}]

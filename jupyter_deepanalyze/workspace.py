@@ -103,24 +103,40 @@ def _make_writable(folder: Path) -> None:
         os.chmod(directory, mode | 0o700)
 
 
-def list_data_files(folder: Path, names: Sequence[str] | None = None) -> list[DataFile]:
+@dataclass(frozen=True)
+class DataListing:
+    """The data files a first message describes (at most ``MAX_LISTED_FILES``, sorted by
+    name) and how many more there were."""
+
+    files: list[DataFile]
+    more: int = 0
+
+
+def data_listing(folder: Path, names: Sequence[str] | None = None) -> DataListing:
     """Data files under ``folder`` (or under the given top-level ``names``), sorted by name.
 
     Names are relative to ``folder`` with ``/`` separators, so code running there opens
     them as written. As the reference lists its workspace, every file given is listed,
     hidden or not; inside folders (which the reference's flat workspace never has) and
-    when listing the whole ``folder``, hidden files and folders are skipped.
+    when listing the whole ``folder``, hidden files and folders are skipped. Only the
+    files described are measured and have their header read.
     """
     roots = [folder / n for n in names] if names is not None else sorted(folder.iterdir())
-    found: list[DataFile] = []
+    found: list[tuple[str, Path]] = []
     for root in roots:
         if names is None and root.name.startswith("."):
             continue
         candidates = sorted(root.rglob("*")) if root.is_dir() else [root]
-        for path in candidates:
-            if path.is_file():
-                found.append(DataFile(path.relative_to(folder).as_posix(), path.stat().st_size, read_columns(path)))
-    return describe_files(found)
+        found.extend((path.relative_to(folder).as_posix(), path) for path in candidates if path.is_file())
+    shown = [(name, path) for name, path in found if not any(p.startswith(".") for p in name.split("/")[1:])]
+    shown.sort()
+    described = [DataFile(name, path.stat().st_size, read_columns(path)) for name, path in shown[:MAX_LISTED_FILES]]
+    return DataListing(described, max(0, len(shown) - MAX_LISTED_FILES))
+
+
+def list_data_files(folder: Path, names: Sequence[str] | None = None) -> list[DataFile]:
+    """The files ``data_listing`` describes (at most ``MAX_LISTED_FILES``)."""
+    return data_listing(folder, names).files
 
 
 def describe_files(files: Iterable[DataFile]) -> list[DataFile]:

@@ -1,9 +1,10 @@
 """The test suite's stand-in for the LLM: scripted turns over an OpenAI-compatible server.
 
 ``ScriptedLLM(turns)`` is the package's vLLM-like scripted server
-(``jupyter_deepanalyze.eval.scripted_server``) replaying ``turns`` in order: each a string
-or a callable ``turn(request_body) -> str`` (to answer from what the client sent). When
-the turns run out, requests get a 400 "the script has no more turns".
+(``jupyter_deepanalyze.eval.scripted_server``) replaying ``turns`` in order: each a string,
+a ``Fault`` (a stream that breaks: closed mid-token, reset, stalled, junk) or a callable
+``turn(request_body) -> str`` (to answer from what the client sent). When the turns run
+out, requests get a 400 "the script has no more turns".
 
 Run standalone for manual and browser tests:
 ``python tests/scripted_llm.py turns.json --port 8000`` (a JSON list of strings).
@@ -17,9 +18,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jupyter_deepanalyze.eval.scripted_server import ScriptedServer
+from jupyter_deepanalyze.eval.scripted_server import Fault, ScriptedServer
 
-Turn = str | Callable[[dict[str, Any]], str]
+Turn = str | Fault | Callable[[dict[str, Any]], str]
 
 
 class ScriptedLLM(ScriptedServer):
@@ -39,7 +40,7 @@ class ScriptedLLM(ScriptedServer):
         with self._lock:
             self.requests.clear()
 
-    def _next_turn(self, body: dict[str, Any]) -> str | None:
+    def _next_turn(self, body: dict[str, Any]) -> str | Fault | None:
         with self._turns_lock:
             if not self.turns:
                 return None

@@ -93,10 +93,12 @@ def test_a_dead_model_url_exits_within_seconds_saying_how_to_start_one(simpson_c
     assert time.monotonic() - started < 15
     assert done.returncode == 1
     # They passed --model: the message says to start the server there, not to pass --model.
-    assert done.stderr.strip().splitlines() == [
-        f"jupyter deepanalyze: No model server at {url}: start it (e.g. `vllm serve MODEL --port PORT`) "
-        "or check the address."
-    ]
+    message = f"No model server at {url}: start it (e.g. `vllm serve MODEL --port PORT`) or check the address."
+    assert done.stderr.strip().splitlines()[-1] == f"jupyter deepanalyze: {message}"
+    # The notebook is written all the same, saying why (as the README promises).
+    cells = nbformat.read(tmp_path / "r.ipynb", as_version=4).cells
+    assert [c.metadata["deepanalyze"]["role"] for c in cells] == ["title", "status"]
+    assert cells[-1].source == f"**Run failed:** {message}"
 
 
 def test_an_existing_notebook_is_kept_unless_forced(scripted_llm, tmp_path: Path) -> None:

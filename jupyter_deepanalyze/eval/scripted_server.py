@@ -8,7 +8,9 @@ lists the served name and ``max_model_len``; ``GET /health`` answers; ``POST
 /v1/chat/completions`` streams (SSE) or answers in one JSON body, cuts the text at the
 first ``stop`` string and reports it as ``stop_reason`` (dropped from the text), and
 rejects a prompt plus ``max_tokens`` beyond the context window with vLLM's 400 message.
-It records every request.
+It records every request. A turn may also be a ``Fault``: its stream goes wrong the way a
+real server or network can (closed mid-token, reset, stalled, junk), for the tests of
+what the client makes of it.
 
 Also owns what the bench replays: ``bench_policy`` (four fixed turns chosen from the
 conversation) and the data they run on (``write_bench_csv``, ``write_table_qa_set``).
@@ -20,16 +22,51 @@ Never a model default: nothing outside the bench and the tests uses it. It liste
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-Policy = Callable[[dict[str, Any]], "str | None"]
-"""The next turn for a request body; None when the script has nothing more to say."""
+
+@dataclass(frozen=True)
+class Fault:
+    """A turn whose stream goes wrong after its first ``after`` characters of ``text``.
+
+    ``kind``: ``close`` ends the connection in the middle of the next event's line (a
+    token cut in half; no ``finish_reason``, no ``[DONE]``); ``reset`` does the same with
+    a TCP reset; ``stall`` stops sending (the connection stays open) until ``release`` is
+    set or ``stall_seconds`` pass, then closes it; ``junk`` sends lines that are no
+    events of the expected shape (and bytes that are not UTF-8), then closes.
+    """
+
+    text: str
+    after: int
+    kind: Literal["close", "reset", "stall", "junk"] = "close"
+    release: threading.Event | None = None
+    stall_seconds: float = 30.0
+
+
+JUNK_LINES: tuple[bytes, ...] = (
+    b"data: {not json\n\n",
+    b"data: [1, 2, 3]\n\n",
+    b'data: {"choices": "none"}\n\n',
+    b'data: {"choices": [{"delta": "text", "finish_reason": 7}]}\n\n',
+    b'data: {"choices": [{"delta": {"content": 42}}]}\n\n',
+    b"event: ping\n: keep-alive\n\n",
+    b"data: \xff\xfe\xfd not utf-8\n\n",
+)
+"""What a ``junk`` fault sends: nothing a client can take for text or an ending."""
+
+Policy = Callable[[dict[str, Any]], "str | Fault | None"]
+"""The next turn for a request body (a ``Fault`` for one that breaks); None when the
+script has nothing more to say."""
 
 SERVED_NAME = "deepanalyze-bench-scripted-policy"
 """What the bench's policy calls itself; it names a DeepAnalyze model (native dialect)."""
@@ -66,6 +103,8 @@ class ScriptedServer:
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.model_list_calls = 0
+        self.authorizations: list[str | None] = []
+        """The ``Authorization`` header of every request, in order (None when absent)."""
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
@@ -116,6 +155,8 @@ class ScriptedServer:
                 self.wfile.write(data)
 
             def _authorized(self) -> bool:
+                with server._lock:
+                    server.authorizations.append(self.headers.get("Authorization"))
                 if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
                     self._json(401, {"error": {"message": "invalid api key"}})
                     return False
@@ -160,6 +201,9 @@ class ScriptedServer:
                 if text is None:
                     self._json(400, {"error": {"message": "the script has no more turns"}})
                     return
+                if isinstance(text, Fault):
+                    self._faulty_stream(text)
+                    return
                 stop_reason = None
                 for stop in body.get("stop") or [] if server.honour_stop else []:
                     cut = text.find(stop)
@@ -178,7 +222,7 @@ class ScriptedServer:
                     choice["stop_reason"] = stop_reason
                 self._json(200, {"object": "chat.completion", "model": server.model, "choices": [choice]})
 
-            def _stream(self, text: str, stop_reason: str | None) -> None:
+            def _start_stream(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
@@ -186,29 +230,60 @@ class ScriptedServer:
                 self.end_headers()
                 self.close_connection = True
 
-                def chunk(choice: dict[str, Any]) -> bytes:
-                    payload = {"object": "chat.completion.chunk", "model": server.model, "choices": [choice]}
-                    return f"data: {json.dumps(payload)}\n\n".encode()
+            @staticmethod
+            def _chunk(choice: dict[str, Any]) -> bytes:
+                payload = {"object": "chat.completion.chunk", "model": server.model, "choices": [choice]}
+                return f"data: {json.dumps(payload)}\n\n".encode()
 
+            def _text_parts(self, text: str) -> list[bytes]:
                 size = server.chunk_chars
+                opening = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                parts = [self._chunk(opening)]
+                parts += [
+                    self._chunk({"index": 0, "delta": {"content": text[i : i + size]}, "finish_reason": None})
+                    for i in range(0, len(text), size)
+                ]
+                return parts
+
+            def _send(self, parts: list[bytes]) -> None:
+                for part in parts:
+                    if server.chunk_delay:  # a slow model: each chunk on its own
+                        time.sleep(server.chunk_delay)
+                        self.wfile.flush()
+                    self.wfile.write(part)
+                self.wfile.flush()
+
+            def _stream(self, text: str, stop_reason: str | None) -> None:
+                self._start_stream()
                 final: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": "stop"}
                 if server.report_stop_reason:
                     final["stop_reason"] = stop_reason
-                parts = [chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})]
-                parts += [
-                    chunk({"index": 0, "delta": {"content": text[i : i + size]}, "finish_reason": None})
-                    for i in range(0, len(text), size)
-                ]
-                parts += [chunk(final), b"data: [DONE]\n\n"]
                 try:
-                    for part in parts:
-                        if server.chunk_delay:  # a slow model: each chunk on its own
-                            time.sleep(server.chunk_delay)
-                            self.wfile.flush()
-                        self.wfile.write(part)
-                    self.wfile.flush()
+                    self._send([*self._text_parts(text), self._chunk(final), b"data: [DONE]\n\n"])
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped reading (cancelled)
+
+            def _faulty_stream(self, fault: Fault) -> None:
+                """Stream ``fault.text[:after]``, then break as ``fault.kind`` says."""
+                self._start_stream()
+                sent, rest = fault.text[: fault.after], fault.text[fault.after :]
+                following = self._chunk({"index": 0, "delta": {"content": rest[: server.chunk_chars]}})
+                try:
+                    self._send(self._text_parts(sent))
+                    if fault.kind in ("close", "reset"):
+                        self.wfile.write(following[: len(following) // 2])  # mid-token, mid-line
+                        self.wfile.flush()
+                    elif fault.kind == "junk":
+                        self._send(list(JUNK_LINES))
+                    elif fault.release is not None:
+                        fault.release.wait(fault.stall_seconds)
+                    else:
+                        time.sleep(fault.stall_seconds)
+                    if fault.kind == "reset":  # SO_LINGER 0: closing sends a TCP reset, not a FIN
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        os.close(self.connection.detach())
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    pass  # the client gave up first
 
         return Handler
 

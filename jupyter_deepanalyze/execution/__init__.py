@@ -1,7 +1,8 @@
 """Where the model's code runs: one interface, several executors.
 
 Owns ``Executor`` (the surface the agent uses), ``ExecutionResult`` and the named
-failures. ``kernel.KernelExecutor`` runs code in a Jupyter kernel — on this machine, or
+failures. ``kernel.KernelExecutor`` runs code in a Jupyter kernel (``stopping``: code that will not
+stop, a kernel that goes down) — on this machine, or
 on a Jupyter kernel gateway (``gateway``, ``gateway_channels``; ``clients`` picks the
 transport for a server's kernels); ``pool.KernelPool`` keeps warm kernels for eval and
 training, their task folders in ``task_folders``; ``inprocess.InProcessExecutor`` (the magic)
@@ -35,6 +36,12 @@ class ExecutionFailure(RuntimeError):
 
 class DeadKernelError(ExecutionFailure):
     """The kernel died or was restarted: its state is gone."""
+
+
+class KernelUnresponsive(ExecutionFailure):
+    """The kernel stays busy with code that ignored the interrupt (it catches
+    ``KeyboardInterrupt``): nothing else can run in it until it is restarted, or the code
+    ends by itself."""
 
 
 @dataclass
@@ -81,6 +88,7 @@ class ListsFiles(Protocol):
 __all__ = [
     "DeadKernelError",
     "ExecutionFailure",
+    "KernelUnresponsive",
     "ExecutionResult",
     "Executor",
     "ListsFiles",

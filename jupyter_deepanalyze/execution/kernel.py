@@ -4,8 +4,11 @@ Owns one async jupyter_client client on a kernel it started itself (here, or on 
 gateway) or attached to (connection info, or a client from a server's kernel manager:
 ZMQ, or a gateway's websocket): executions serialized per executor,
 nbformat outputs streamed as they arrive, a per-execution timeout that interrupts the
-kernel and leaves it usable, and a dead or restarted kernel reported as
-``DeadKernelError`` (never a hang).
+kernel and leaves it usable, a dead, restarted or shut-down kernel reported as
+``DeadKernelError`` (never a hang, and never as the ``KeyboardInterrupt`` a restart
+sends first), and a kernel still busy with code that ignored the interrupt reported as
+``KernelUnresponsive`` — at once for every later execution, until the kernel is idle
+again (watched in the background) or restarted (``stopping.KernelStopping``).
 
 Must not swallow kernel death.
 """
@@ -26,24 +29,27 @@ from typing import Any
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 
-from ..config import default_feedback_options
+from ..config import SECRET_ENVIRONMENT, default_feedback_options
 from ..feedback import ExecutionError, FeedbackOptions, format_feedback, strip_ansi
 from ..outputs import OutputAccumulator, OutputSync
-from . import DeadKernelError, ExecutionFailure, ExecutionResult, OutputCallback
+from . import DeadKernelError, ExecutionFailure, ExecutionResult, KernelUnresponsive, OutputCallback
 from .gateway import GatewayEndpoint, GatewayKernel
 from .parity import ParityRun
 from .snapshots import SNAPSHOT_TIMEOUT, FolderSnapshot, SnapshotError, snapshot_expression, snapshot_from_reply
+from .stopping import (
+    POLL_SECONDS,
+    RESTART_HINT,
+    RESTARTED,
+    SHUT_DOWN,
+    KernelStopping,
+)
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.2
-"""How often a quiet execution checks that its kernel is still alive."""
 DEAD_AFTER_SECONDS = 1.5
 """A kernel that fails every liveness check for this long is dead (heartbeats can lag)."""
 INTERRUPT_GRACE_SECONDS = 10.0
 """How long a timed-out execution may take to stop after the interrupt."""
-CANCEL_GRACE_SECONDS = 1.5
-"""How long a cancelled execution waits for the kernel to settle (cancel ends in < 2 s)."""
 SYNC_SECONDS = 0.1
 """Output changes are forwarded at most this often: a print or progress loop does not
 flood the sinks (what it shows between two syncs is sent as one change)."""
@@ -76,7 +82,7 @@ class _Forwarder:
                 await _maybe_await(self.on_output(change))
 
 
-class KernelExecutor:
+class KernelExecutor(KernelStopping):
     """Executes code blocks in one Jupyter kernel, one at a time.
 
     Build it with :meth:`start` (a new kernel this executor owns) or :meth:`attach`
@@ -104,6 +110,10 @@ class KernelExecutor:
         self._lock = asyncio.Lock()
         self._kernel_pid = self._pid()
         self._closed = False
+        self.stuck: str | None = None
+        """The id of an execution the kernel is still busy with after this executor gave up
+        on it (it ignored the interrupt); None when the kernel can take new work."""
+        self._watcher: asyncio.Task[None] | None = None
         self._lists_files = True
         self.restarted = False
         """The kernel was seen restarting: its state is gone and this executor is not reused."""
@@ -121,7 +131,8 @@ class KernelExecutor:
         transport: str = "ipc",
         **options: Any,
     ) -> KernelExecutor:
-        """Start a new kernel (owned by the executor) in ``cwd``.
+        """Start a new kernel (owned by the executor) in ``cwd``, with this process's
+        environment less its secrets (``config.SECRET_ENVIRONMENT``) and plus ``env``.
 
         ``transport="ipc"`` (the default) talks over Unix sockets in the Jupyter runtime
         directory: no TCP port is opened and nothing else on the host can connect.
@@ -131,7 +142,8 @@ class KernelExecutor:
             runtime = Path(jupyter_runtime_dir())
             runtime.mkdir(parents=True, exist_ok=True)
             manager.ip = str(runtime / f"deepanalyze-{uuid.uuid4().hex[:12]}")
-        kernel_env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", **(env or {})}
+        inherited = {name: value for name, value in os.environ.items() if name not in SECRET_ENVIRONMENT}
+        kernel_env = {**inherited, "PYDEVD_DISABLE_FILE_VALIDATION": "1", **(env or {})}
         try:
             await manager.start_kernel(cwd=str(cwd) if cwd else None, env=kernel_env)
         except Exception as exc:  # no such kernel spec, bad cwd, …
@@ -241,6 +253,8 @@ class KernelExecutor:
         if self._closed:
             return
         self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
         if self.client.channels_running:
             self.client.stop_channels()
         if self.manager is not None:
@@ -272,7 +286,9 @@ class KernelExecutor:
         """
         if self._closed:
             raise DeadKernelError("the kernel executor is shut down")
+        self.check_responsive()
         async with self._lock:
+            self.check_responsive()
             return await self._execute(code, timeout, on_output)
 
     async def execute_silent(
@@ -282,6 +298,7 @@ class KernelExecutor:
 
         Returns the ``execute_reply`` content (``user_expressions`` results included).
         """
+        self.check_responsive()
         async with self._lock:
             return await self._silent(code, user_expressions, timeout)
 
@@ -292,6 +309,7 @@ class KernelExecutor:
         if not self._lists_files:
             return None
         try:
+            self.check_responsive()
             async with self._lock:
                 reply = await self._silent("", {"snapshot": snapshot_expression(folder)}, SNAPSHOT_TIMEOUT)
             return snapshot_from_reply(reply)
@@ -332,13 +350,14 @@ class KernelExecutor:
         )
         deadline = started + timeout if timeout else None
         timed_out = False
+        going_down: bool | None = None  # a shutdown_reply was seen: restart (True) or shutdown
         execution_count: int | None = None
         try:
             while True:
                 now = loop.time()
                 if deadline is not None and now >= deadline:
                     if timed_out:
-                        await self._unresponsive(timeout or 0.0)  # raises
+                        await self._unresponsive(timeout or 0.0, msg_id)  # raises
                     timed_out = True
                     log.info("execution exceeded %ss; interrupting the kernel", timeout)
                     await self.interrupt()
@@ -351,6 +370,8 @@ class KernelExecutor:
                     await forward.send()
                     await self._check_alive()
                     continue
+                if msg["msg_type"] == "shutdown_reply":  # whoever asked: the kernel is going down
+                    going_down = bool(msg["content"].get("restart"))
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue
                 msg_type = msg["msg_type"]
@@ -361,7 +382,12 @@ class KernelExecutor:
                     execution_count = content.get("execution_count", execution_count)
                 outputs.handle(msg_type, content)
         except asyncio.CancelledError:
-            await self._settle_after_cancel(msg_id, outputs)
+            if not await self._settle_after_cancel(msg_id, outputs, forward):
+                self._stuck_on(msg_id)
+                raise KernelUnresponsive(
+                    "the kernel did not stop: the running code ignores interrupts (it catches "
+                    "KeyboardInterrupt) and the kernel is still busy with it. " + RESTART_HINT
+                ) from None
             raise
         finally:
             outputs.finish()
@@ -383,6 +409,11 @@ class KernelExecutor:
             )
         if error is None and reply.get("status") == "aborted":
             error = ExecutionError("ExecutionAborted", "the kernel aborted this execution")
+        if going_down is None and not timed_out and error is not None and error.ename == "KeyboardInterrupt":
+            going_down = await self._going_down()  # an interrupt we did not send: a restart's?
+        if going_down is not None:
+            self.restarted = True
+            raise DeadKernelError(RESTARTED if going_down else SHUT_DOWN)
         status = "timeout" if timed_out else ("error" if error is not None else "ok")
         # What the model is told comes from what is left in the cell (after any clear_output).
         feedback = format_feedback(
@@ -443,32 +474,13 @@ class KernelExecutor:
             if msg["parent_header"].get("msg_id") == msg_id:
                 return dict(msg["content"])
 
-    async def _settle_after_cancel(self, msg_id: str, outputs: OutputAccumulator) -> None:
-        """Interrupt the cancelled execution and give the kernel a moment to go idle; what
-        the code showed meanwhile (up to the ``KeyboardInterrupt``) is kept."""
-        try:
-            await asyncio.wait_for(self._interrupt_until_idle(msg_id, outputs), CANCEL_GRACE_SECONDS)
-        except (asyncio.TimeoutError, ExecutionFailure) as exc:
-            log.debug("kernel still busy after cancel: %s", exc)
-
-    async def _interrupt_until_idle(self, msg_id: str, outputs: OutputAccumulator) -> None:
-        await self.interrupt()
-        while True:
-            try:
-                msg = await self.client.get_iopub_msg(timeout=POLL_SECONDS)
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
-                return
-            outputs.handle(msg["msg_type"], msg["content"])
-
-    async def _unresponsive(self, timeout: float) -> None:
-        """The kernel ignored the interrupt: restart it if it is ours, else give up."""
+    async def _unresponsive(self, timeout: float, msg_id: str) -> None:
+        """The kernel ignored the interrupt: restart it if it is ours, else give up on it."""
         if self.manager is None:
-            raise ExecutionFailure(
-                f"the code ran past {timeout:g} s and the kernel ignored the interrupt"
+            self._stuck_on(msg_id)
+            raise KernelUnresponsive(
+                f"the code ran past {timeout:g} s and ignored the interrupt: the kernel is still busy "
+                "with it. " + RESTART_HINT
             )
         log.warning("kernel ignored the interrupt; restarting it")
         await self.manager.restart_kernel(now=True)

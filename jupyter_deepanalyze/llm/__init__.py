@@ -53,11 +53,18 @@ class ContextWindowFullError(ModelError):
         self.needed = needed
 
 
+class StreamCutOff(ModelError):
+    """The model's stream broke off before the turn ended: the connection was closed or
+    reset, or no data came for too long, with no ``finish_reason`` and no ``[DONE]``.
+    What streamed is not a turn (PROTOCOL.md, "A turn that did not finish")."""
+
+
 class ChatModel(Protocol):
     """A chat model the agent can stream turns from.
 
     ``stream`` yields the turn's text exactly as the model wrote it, with the ``</Code>``
-    stop sequence restored (PROTOCOL.md, "The loop", step 2).
+    stop sequence restored (PROTOCOL.md, "The loop", step 2). It ends normally only when
+    the turn ended properly; a stream that breaks off raises ``StreamCutOff``.
     """
 
     spec: str
@@ -79,4 +86,5 @@ __all__ = [
     "Message",
     "ModelError",
     "ModelUnavailableError",
+    "StreamCutOff",
 ]

@@ -30,7 +30,7 @@ from ..config import DeepAnalyze
 from ..protocol import dialect_for
 from . import ModelError
 from .openai_compat import OpenAICompatModel
-from .registry import ModelSpec, local_name, resolve_spec
+from .registry import ModelSpec, api_key_for, local_name, resolve_spec
 
 PROBE_TIMEOUT = 2.0
 """Seconds an HTTP probe may take (connect and answer)."""
@@ -163,7 +163,7 @@ async def _describe_served(spec: str, resolved: ModelSpec, config: DeepAnalyze) 
     model = OpenAICompatModel(
         resolved.target,
         model_name=config.model_name,
-        api_key=config.api_key,
+        api_key=api_key_for(config, resolved.target),
         dialect=config.dialect,
         request_timeout=PROBE_TIMEOUT,
         connect_timeout=PROBE_TIMEOUT,

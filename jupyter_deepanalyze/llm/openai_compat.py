@@ -3,7 +3,10 @@
 Owns the HTTP side of a model turn: the request body of PROTOCOL.md ("The loop"),
 server-sent-event parsing, ``</Code>`` restoration, ``max_tokens`` bounded by the
 server's ``max_model_len``, retries with backoff on connection errors and 5xx, and the
-one-line message when nothing answers. The server is only ever probed with
+one-line message when nothing answers. A stream counts as a turn only if it ended
+properly (a ``finish_reason`` or ``[DONE]``); one that breaks off — closed, reset, or
+silent past the timeout — raises ``StreamCutOff``, and what the server sends that is not
+an event of the expected shape is skipped, never a crash. The server is only ever probed with
 ``GET {base}/models``, never with a chat request.
 
 Must not contain agent logic.
@@ -21,7 +24,7 @@ from typing import Any
 import httpx
 
 from ..protocol import CODE_CLOSE, Dialect, close_open_code, dialect_for
-from . import ContextWindowFullError, GenerationParams, Message, ModelError, ModelUnavailableError
+from . import ContextWindowFullError, GenerationParams, Message, ModelError, ModelUnavailableError, StreamCutOff
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,8 @@ class OpenAICompatModel:
         if response.status_code == 401 or response.status_code == 403:
             raise ModelError(
                 f"The model server at {self.base_url} refused the request "
-                f"(HTTP {response.status_code}): set DEEPANALYZE_API_KEY."
+                f"(HTTP {response.status_code}): check its API key "
+                f"(DEEPANALYZE_API_KEY for the default model, DeepAnalyze.api_keys for others)."
             )
         if response.status_code != 200:
             raise NoModelList(
@@ -189,10 +193,12 @@ class OpenAICompatModel:
         return ""
 
     async def _completion(self, body: dict[str, Any]) -> AsyncIterator[tuple[str, str | None, Any]]:
-        """Yields (text, finish_reason, stop_reason) from a streamed or plain answer."""
+        """Yields (text, finish_reason, stop_reason) from a streamed or plain answer;
+        raises ``StreamCutOff`` when the answer breaks off before it ended."""
         url = f"{self.base_url}/chat/completions"
         delays = list(self._retry_delays)
         while True:
+            answering = False  # the server has begun its answer: no silent retry from here
             try:
                 async with self._client.stream("POST", url, json=body) as response:
                     if response.status_code in _RETRY_STATUS and delays:
@@ -203,32 +209,46 @@ class OpenAICompatModel:
                     if response.status_code != 200:
                         await response.aread()
                         self._raise_for_answer(response, body)
+                    answering = True
                     content_type = response.headers.get("content-type", "")
                     if "text/event-stream" not in content_type:
                         await response.aread()
                         yield self._plain_answer(response)
                         return
+                    finished = False
                     async for line in response.aiter_lines():
                         parsed = self._event(line)
                         if parsed is _DONE:
                             return
-                        if parsed is not None:
+                        if isinstance(parsed, tuple):
+                            finished = finished or parsed[1] is not None
                             yield parsed
+                    if not finished:
+                        raise StreamCutOff(f"The model server at {self.base_url} closed the connection mid-answer.")
                     return
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if not delays:
                     raise unavailable(self.base_url) from exc
                 await asyncio.sleep(delays.pop(0))
-            except httpx.ReadTimeout as exc:
-                raise ModelError(
-                    f"The model server at {self.base_url} stopped answering "
+            except httpx.TimeoutException as exc:
+                raise StreamCutOff(
+                    f"The model server at {self.base_url} stopped sending mid-answer "
+                    f"(no data for {self._client.timeout.read:g} s)."
+                    if answering
+                    else f"The model server at {self.base_url} did not answer "
                     f"(no data for {self._client.timeout.read:g} s)."
                 ) from exc
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
+                if _caused_by(exc, ConnectionResetError):
+                    raise StreamCutOff(f"The model server at {self.base_url} reset the connection mid-answer.") from exc
+                raise StreamCutOff(f"The model server at {self.base_url} closed the connection mid-answer.") from exc
             except httpx.TransportError as exc:
                 raise ModelError(f"Connection to the model server at {self.base_url} failed: {exc}") from exc
 
     @staticmethod
     def _event(line: str) -> tuple[str, str | None, Any] | object | None:
+        """One server-sent event line: ``_DONE``, (text, finish_reason, stop_reason), or
+        None for anything else (comments, keep-alives, junk, fields of the wrong type)."""
         if not line.startswith("data:"):
             return None
         payload = line[5:].strip()
@@ -238,16 +258,24 @@ class OpenAICompatModel:
             data = json.loads(payload)
         except ValueError:
             return None
+        if not isinstance(data, dict):
+            return None
         if "error" in data:
             error = data["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
-            raise ModelError(f"The model server reported an error: {message}")
-        choices = data.get("choices") or []
-        if not choices:
+            raise ModelError(f"The model server reported an error: {str(message)[:500]}")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return None
         choice = choices[0]
-        delta = choice.get("delta") or {}
-        return (delta.get("content") or "", choice.get("finish_reason"), choice.get("stop_reason"))
+        delta = choice.get("delta")
+        content = delta.get("content") if isinstance(delta, dict) else None
+        finish_reason = choice.get("finish_reason")
+        return (
+            content if isinstance(content, str) else "",
+            finish_reason if isinstance(finish_reason, str) else None,
+            choice.get("stop_reason"),
+        )
 
     @staticmethod
     def _plain_answer(response: httpx.Response) -> tuple[str, str | None, Any]:
@@ -284,7 +312,8 @@ class OpenAICompatModel:
         if response.status_code in (401, 403):
             raise ModelError(
                 f"The model server at {self.base_url} refused the request "
-                f"(HTTP {response.status_code}): set DEEPANALYZE_API_KEY."
+                f"(HTTP {response.status_code}): check its API key "
+                f"(DEEPANALYZE_API_KEY for the default model, DeepAnalyze.api_keys for others)."
             )
         if response.status_code == 404 and "model" in message.lower():
             raise ModelError(
@@ -310,6 +339,18 @@ class OpenAICompatModel:
                 await asyncio.sleep(delays.pop(0))
                 continue
             return response
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is in ``error``'s chain of causes (httpx wraps the socket's error)."""
+    seen: BaseException | None = error
+    for _ in range(16):  # a chain, not a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class _ContextCorrection(Exception):

@@ -8,8 +8,10 @@ serve``, or vLLM's in-process engine), ``transformers:ID_OR_PATH`` (in-process; 
 (``DEEPANALYZE_MODEL`` if set, else ``http://localhost:8000/v1`` if it answers, else a
 clear message).
 
-``open_model`` gives a one-off model (the CLI); ``ModelRegistry`` keeps models open and
-shared between runs (the server: one vLLM process, one set of weights in memory).
+``open_model`` gives a one-off model; ``DeferredModel`` opens one when a run first asks it
+to be ready (``ModelOpenedOnReady`` for the CLI), so a model that cannot be opened ends
+that run ``failed`` through the agent's own events; ``ModelRegistry`` keeps models open
+and shared between runs (the server: one vLLM process, one set of weights in memory).
 Describing a spec without opening it is ``description.describe``.
 
 Must not contain agent logic.
@@ -18,13 +20,15 @@ Must not contain agent logic.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from ..config import MODEL_ENV, DeepAnalyze
-from . import ChatModel, ModelError, ModelUnavailableError
+from ..protocol import Dialect, dialect_for
+from . import ChatModel, GenerationParams, Message, ModelError, ModelUnavailableError
 from .openai_compat import DEFAULT_BASE_URL, VLLM_HINT, OpenAICompatModel
 
 SPEC_HELP = (
@@ -90,6 +94,23 @@ async def resolve_spec(spec: str) -> ModelSpec:
     )
 
 
+def api_key_for(config: DeepAnalyze, base_url: str) -> str:
+    """The key to send to the model server at ``base_url``: its own from
+    ``DeepAnalyze.api_keys``, else ``DeepAnalyze.api_key`` when it is the default model's
+    server (``DeepAnalyze.model``, or the address ``auto`` stands for), else none: a key goes
+    only to the endpoint it was configured for."""
+    wanted = base_url.strip().rstrip("/")
+    for spec, key in config.api_keys.items():
+        if spec.strip().rstrip("/") == wanted:
+            return key
+    try:
+        default = parse_spec(config.model)
+    except UnknownModelSpec:
+        return ""
+    default_url = default.target if default.kind == "openai" else DEFAULT_BASE_URL if default.kind == "auto" else None
+    return config.api_key if wanted == default_url else ""
+
+
 def local_name(spec: ModelSpec, config: DeepAnalyze) -> str:
     """The name of an in-process or managed model: ``model_name``, else the file or folder name."""
     return config.model_name or Path(spec.target.rstrip("/")).name.removesuffix(".gguf") or spec.target
@@ -101,7 +122,7 @@ def create_model(spec: ModelSpec, config: DeepAnalyze) -> ChatModel:
         return OpenAICompatModel(
             spec.target,
             model_name=config.model_name,
-            api_key=config.api_key,
+            api_key=api_key_for(config, spec.target),
             dialect=config.dialect,
             request_timeout=config.request_timeout,
         )
@@ -145,6 +166,45 @@ async def open_model(config: DeepAnalyze, spec: str | None = None) -> ChatModel:
         await model.aclose()
         raise
     return model
+
+
+class DeferredModel:
+    """A ``ChatModel`` whose backend is opened by ``ready()`` (``_open``, in subclasses)."""
+
+    def __init__(self, spec: str, config: DeepAnalyze) -> None:
+        self.spec = spec
+        self.name = ""
+        self.dialect: Dialect = dialect_for(config.model_name, config.dialect)
+        self._model: ChatModel | None = None
+
+    async def _open(self) -> ChatModel:
+        raise NotImplementedError
+
+    async def ready(self) -> None:
+        if self._model is None:
+            self._model = await self._open()
+            self.name = self._model.name
+            self.dialect = self._model.dialect
+
+    def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:
+        if self._model is None:
+            raise ModelError("the model was not opened")
+        return self._model.stream(messages, params)
+
+    async def aclose(self) -> None:
+        if self._model is not None:
+            await self._model.aclose()
+
+
+class ModelOpenedOnReady(DeferredModel):
+    """``open_model(config, spec)`` when the run begins (``jupyter deepanalyze report``)."""
+
+    def __init__(self, config: DeepAnalyze, spec: str | None = None) -> None:
+        super().__init__(spec or config.model, config)
+        self.config = config
+
+    async def _open(self) -> ChatModel:
+        return await open_model(self.config, self.spec)
 
 
 class ModelRegistry:

@@ -19,9 +19,9 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from ..protocol import DataFile, VariableInfo
+from ..protocol import VariableInfo
 from ..variables import describe_value, type_name
-from ..workspace import list_data_files
+from ..workspace import DataListing, data_listing
 
 USAGE = """\
 %analyze [VARIABLE ...] "QUESTION" [--model SPEC] [--max-rounds N] [--approve] [--continue]
@@ -119,8 +119,9 @@ def describe_variables(namespace: dict[str, Any], names: Sequence[str]) -> list[
     return described
 
 
-def working_directory_files(folder: Path | None = None) -> list[DataFile]:
-    """The data files directly in ``folder`` (default: the cwd): not hidden, not notebooks."""
+def working_directory_files(folder: Path | None = None) -> DataListing:
+    """The data files directly in ``folder`` (default: the cwd): not hidden, not notebooks
+    (at most ``workspace.MAX_LISTED_FILES`` described, the rest counted)."""
     folder = folder or Path.cwd()
     try:
         names = sorted(
@@ -129,5 +130,5 @@ def working_directory_files(folder: Path | None = None) -> list[DataFile]:
             if path.is_file() and not path.name.startswith(".") and path.suffix != ".ipynb"
         )
     except OSError:
-        return []
-    return list_data_files(folder, names)
+        return DataListing([])
+    return data_listing(folder, names)

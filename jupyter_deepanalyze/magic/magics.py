@@ -15,7 +15,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
-from ..config import DeepAnalyze
+from ..config import DeepAnalyze, take_secrets_from_environment
 from .line import MagicArguments, parse_magic_line
 from .result import AnalysisResult
 from .run import run_analysis
@@ -74,7 +74,12 @@ class AnalyzeMagics(Magics):
 
 
 def load_ipython_extension(shell: Any) -> None:
-    """``%load_ext jupyter_deepanalyze``: register the magics and the ``DeepAnalyze`` config."""
+    """``%load_ext jupyter_deepanalyze``: register the magics and the ``DeepAnalyze`` config.
+
+    ``$DEEPANALYZE_API_KEY`` moves from the shell's environment into its config: the
+    model's code (run in this very process) finds no key in ``os.environ``.
+    """
+    take_secrets_from_environment(shell.config)
     settings = DeepAnalyze(parent=shell)
     shell.configurables = [c for c in shell.configurables if not isinstance(c, DeepAnalyze)] + [settings]
     shell.register_magics(AnalyzeMagics(shell, settings))

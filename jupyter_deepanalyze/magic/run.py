@@ -43,6 +43,7 @@ from ..execution.inprocess import (
 from ..llm import ModelError
 from ..llm.registry import open_model
 from ..recorder import RunRecorder
+from ..workspace import DataListing
 from .line import MagicArguments, describe_variables, working_directory_files
 from .result import AnalysisResult, forget_after_cell
 from .views import LiveDisplay, TextProgress
@@ -233,16 +234,18 @@ def run_analysis(
         if conversation is None:
             raise UsageError(f"%analyze: run {follows.run_id} ended before the model was asked: nothing to continue")
     variables = describe_variables(shell.user_ns, arguments.variables)
-    files = [] if variables else working_directory_files()
-    task = Task(arguments.question, files, variables, follows=conversation)
+    listing = DataListing([]) if variables else working_directory_files()
+    task = Task(arguments.question, listing.files, variables, listing.more, follows=conversation)
     if arguments.max_rounds is not None:
         try:
             settings.max_rounds = arguments.max_rounds
         except Exception as exc:  # traitlets validation
             raise UsageError(f"%analyze: --max-rounds: {exc}") from None
+    if arguments.model:  # this run's model, as the CLI's --model: DeepAnalyze.model's key is its own
+        settings.model = arguments.model
     if view is None:
         view = LiveDisplay() if getattr(shell, "kernel", None) is not None else TextProgress()
-    run = MagicRun(shell, settings, arguments.model, task, arguments.approve, view)
+    run = MagicRun(shell, settings, None, task, arguments.approve, view)
     run.run()
     if run.model_error is not None:
         raise UsageError(f"%analyze: {run.model_error}")

@@ -1,9 +1,10 @@
 """A run's event log on disk: one JSON event per line, appended as the run goes.
 
 Owns the log folder's layout and permissions (owner-only), appending events and reading
-a log back (a torn last line from a crash is ignored), and beside each log the run's
-conversation (the messages the model was sent, written when the run ends, read back to
-continue it after the run has left memory). Neither ever holds secrets.
+a log back (a torn last line from a crash, or a line that is not UTF-8 JSON, is
+skipped), and beside each log the run's conversation (the messages the model was sent,
+written when the run ends, read back to continue it after the run has left memory).
+Neither ever holds secrets (the agent redacts them).
 
 Must not interpret events beyond their JSON form.
 """
@@ -57,7 +58,12 @@ class EventLog:
         if self._file is None:
             return
         try:
-            self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
+            line = json.dumps(event, ensure_ascii=False)
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate got this far: keep the event, escaped
+                line = json.dumps(event)
+            self._file.write(line + "\n")
             self._file.flush()
         except (OSError, ValueError) as exc:
             log.warning("DeepAnalyze: stopped writing the run log %s: %s", self.path, exc)
@@ -73,16 +79,22 @@ class EventLog:
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
-    """The events of a log, in order; torn lines (a crash mid-write) are skipped."""
+    """The events of a log, in order. Bytes that are not UTF-8 read as U+FFFD; a line that
+    is not a JSON event (torn by a crash mid-write) is skipped, and so is every event out
+    of ``seq`` order after it."""
     events: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
+    skipped = 0
+    with path.open("rb") as handle:
         for line in handle:
             try:
-                event = json.loads(line)
+                event = json.loads(line.decode("utf-8", errors="replace"))
             except ValueError:
+                skipped += 1
                 continue
             if isinstance(event, dict) and event.get("seq") == len(events):
                 events.append(event)
+    if skipped:
+        log.info("DeepAnalyze: skipped %d unreadable line(s) of the run log %s", skipped, path)
     return events
 
 

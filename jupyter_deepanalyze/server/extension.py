@@ -1,9 +1,11 @@
 """``DeepAnalyzeExtension``: the Jupyter server extension application.
 
 Owns reading the ``DeepAnalyze`` configuration (config files, command line,
-``DEEPANALYZE_MODEL``), building the services the handlers share (kernel executors,
-run manager, model choices), registering the handlers, following the server's kernel
-events, and stopping cleanly (active runs cancelled, logs closed, clients closed).
+``DEEPANALYZE_MODEL``; ``DEEPANALYZE_API_KEY`` taken out of the server's environment as
+the extension loads, so no kernel the server starts inherits it), building the services
+the handlers share (kernel executors, run manager, model choices), registering the
+handlers, following the server's kernel events, and stopping cleanly (active runs
+cancelled, logs closed, clients closed).
 
 Must not open ports or start anything that listens: it lives inside the Jupyter server.
 """
@@ -14,10 +16,10 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Unicode, default
+from traitlets import Float, Int, Unicode, default
 
 from .._version import __version__
-from ..config import DeepAnalyze
+from ..config import DeepAnalyze, take_secrets_from_environment
 from ..llm.registry import ModelRegistry
 from .handlers import Services, routes
 from .kernels import KERNEL_ACTIONS_SCHEMA, KernelExecutors
@@ -59,8 +61,16 @@ class DeepAnalyzeExtension(ExtensionApp):
         help="Seconds to wait for a kernel to describe its variables (a busy kernel answers late).",
     ).tag(config=True)
 
+    max_request_bytes = Int(
+        1024 * 1024,
+        min=1024,
+        help="Largest request body (a run's question and settings) accepted, in bytes; larger ones get 413.",
+    ).tag(config=True)
+
     def initialize_settings(self) -> None:
         assert self.serverapp is not None
+        # Before any kernel starts: the server's kernel manager gives kernels its environment.
+        take_secrets_from_environment(self.config)
         self.agent_config = DeepAnalyze(parent=self)
         config = self.agent_config
         self.executors = KernelExecutors(
@@ -80,7 +90,13 @@ class DeepAnalyzeExtension(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         services = Services(
-            self.agent_config, self.runs, self.models, self.executors, self.variables_timeout, self.user_models
+            self.agent_config,
+            self.runs,
+            self.models,
+            self.executors,
+            self.variables_timeout,
+            self.user_models,
+            self.max_request_bytes,
         )
         self.handlers.extend(routes(services))
 

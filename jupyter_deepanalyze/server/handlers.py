@@ -31,10 +31,13 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..agent import Approval
 from ..config import DeepAnalyze
+from ..execution import KernelUnresponsive
+from ..sanitize import Redactor
 from .eventlog import RUN_ID_PATTERN
 from .inputs import InputError, data_files
 from .kernels import KernelExecutors, UnknownKernel, find_kernel
 from .models import ModelChoices, ModelNotAllowed, same_spec
+from .runlist import DEFAULT_LIMIT, MAX_LIMIT, UnknownCursor
 from .runs import (
     CannotFollowUp,
     KernelHasActiveRun,
@@ -82,6 +85,8 @@ class Services:
     """Seconds a kernel may take to describe its variables."""
     user_models: UserModelStore
     """Each user's own model (JupyterLab's Model settings)."""
+    max_request_bytes: int = 1024 * 1024
+    """Largest request body accepted (413 beyond it)."""
 
 
 class DeepAnalyzeHandlerMixin:
@@ -126,10 +131,27 @@ class DeepAnalyzeAPIHandler(DeepAnalyzeHandlerMixin, APIHandler):
         self.finish(json.dumps(body))
 
     def json_object(self) -> dict[str, Any]:
-        body = self.get_json_body()
+        """The request body: a JSON object in UTF-8, within the size limit, its strings
+        cleaned of lone surrogates."""
+        raw: bytes = self.request.body or b""
+        limit = self.services.max_request_bytes
+        if len(raw) > limit:
+            raise ApiError(
+                413, f"The request is too large ({len(raw)} bytes; at most {limit}): shorten the question."
+            )
+        try:
+            body = json.loads(raw.decode("utf-8")) if raw.strip() else None
+        except UnicodeDecodeError:
+            raise ApiError(400, "The request body is not UTF-8 text.") from None
+        except ValueError:
+            raise ApiError(400, "The request body is not valid JSON.") from None
         if not isinstance(body, dict):
             raise ApiError(400, "The request body must be a JSON object.")
-        return body
+        return _CLEAN.value(body)
+
+
+_CLEAN = Redactor()
+"""Cleans lone surrogates (no secrets to redact in what a user sends)."""
 
 
 def _optional_str(body: dict[str, Any], key: str) -> str | None:
@@ -160,14 +182,25 @@ def file_links(root_dir: str, notebook_path: str | None, kernel_cwd: str) -> str
 
 class RunsHandler(DeepAnalyzeAPIHandler):
     """``POST /deepanalyze/runs`` starts a run (a follow-up with ``parent_run_id``); ``GET``
-    lists known runs (``?kernel_id=``), each with the run it follows up."""
+    lists runs from their logs, newest first (``?kernel_id=&limit=&before=RUN_ID``), each
+    with the run it follows up."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
         kernel_id = self.get_argument("kernel_id", None)
-        runs = self.services.runs.runs(kernel_id)
-        self.reply({"runs": [run.summary() for run in runs]})
+        before = self.get_argument("before", None)
+        try:
+            limit = int(self.get_argument("limit", str(DEFAULT_LIMIT)))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ApiError(400, f"'limit' must be a whole number from 1 to {MAX_LIMIT}.")
+        try:
+            runs = await self.services.runs.list_runs(kernel_id, limit=limit, before=before)
+        except UnknownCursor as exc:
+            raise ApiError(400, str(exc)) from None
+        self.reply({"runs": runs})
 
     @web.authenticated
     @authorized
@@ -204,7 +237,8 @@ class RunsHandler(DeepAnalyzeAPIHandler):
                 model, own = services.models.check(requested), None
             root = self.serverapp.root_dir
             allow_hidden = bool(getattr(self.serverapp.contents_manager, "allow_hidden", False))
-            described = data_files(root, target.cwd, files, allow_hidden=allow_hidden)
+            # Off the event loop: a folder may hold very many files (or sit on a slow disk).
+            listing = await asyncio.to_thread(data_files, root, target.cwd, files, allow_hidden=allow_hidden)
             infos = []
             if variables:
                 report = await kernel_variables(
@@ -221,7 +255,8 @@ class RunsHandler(DeepAnalyzeAPIHandler):
                     kernel_id=target.kernel_id,
                     question=question,
                     model=model,
-                    files=described,
+                    files=listing.files,
+                    more_files=listing.more,
                     variables=infos,
                     approval=approval,
                     user_model=own,
@@ -233,6 +268,8 @@ class RunsHandler(DeepAnalyzeAPIHandler):
             raise ApiError(404, str(exc)) from None
         except (KernelHasActiveRun, VariablesUnavailable, CannotFollowUp) as exc:
             raise ApiError(409, str(exc)) from None
+        except KernelUnresponsive as exc:
+            raise ApiError(409, f"Cannot start a run: {exc}") from None
         except ModelNotAllowed as exc:
             raise ApiError(403, str(exc)) from None
         except InputError as exc:

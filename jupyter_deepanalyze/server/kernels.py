@@ -140,6 +140,15 @@ class KernelExecutors:
             raise
         return attachment
 
+    def check_responsive(self, kernel_id: str) -> None:
+        """Raise ``KernelUnresponsive`` while the kernel is still busy with code a run was
+        told to stop (it ignored the interrupt): a new run would only wait behind it."""
+        attachment = self._attachments.get(kernel_id)
+        if attachment is None or not attachment.attaching.done() or attachment.attaching.cancelled():
+            return
+        if attachment.attaching.exception() is None:
+            attachment.executor.check_responsive()
+
     def release(self, attachment: KernelAttachment) -> None:
         attachment.users -= 1
         self._close_if_unused(attachment)

@@ -13,14 +13,13 @@ Must not contain agent logic; backends come from ``llm.registry``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 from ..config import DeepAnalyze
-from ..llm import ChatModel, GenerationParams, Message, ModelError, ModelUnavailableError
+from ..llm import ChatModel, ModelUnavailableError
 from ..llm.description import ModelDescription, describe
-from ..llm.registry import ModelRegistry, parse_spec
-from ..protocol import Dialect, dialect_for
+from ..llm.registry import DeferredModel, ModelRegistry, parse_spec
+from ..protocol import dialect_for
 from .user_models import UserModel, probe_user_model
 
 NO_MODEL = (
@@ -109,48 +108,35 @@ class ModelChoices:
         return ModelDescription(user_model.url, name, dialect, result["ok"], error, source="user")
 
 
-class OnDemandModel:
-    """A ``ChatModel`` whose backend is opened by ``ready()`` (see the module docstring).
+class OnDemandModel(DeferredModel):
+    """A run's model, opened by ``ready()`` (see the module docstring).
 
     Backends come from the server's ``ModelRegistry`` and are shared between runs (one
     managed vLLM, one copy of in-process weights); closing a run does not close them.
     """
 
     def __init__(self, registry: ModelRegistry, spec: str, user_model: UserModel | None = None) -> None:
+        super().__init__(spec, registry.config)
         self.registry = registry
-        self.spec = spec
         self.user_model = user_model  # the user's own model: a client of its own, with its key
-        self.name = ""
-        self.dialect: Dialect = dialect_for(registry.config.model_name, registry.config.dialect)
-        self._model: ChatModel | None = None
 
-    async def ready(self) -> None:
-        if self._model is None and self.user_model is not None:
+    async def _open(self) -> ChatModel:
+        if self.user_model is not None:
             model = self.user_model.open(self.registry.config)
             try:
                 await model.ready()
             except BaseException:
                 await model.aclose()
                 raise
-            self._model = model
-            self.name = model.name
-            self.dialect = model.dialect
-        if self._model is None:
-            try:
-                self._model = await self.registry.get(self.spec)
-            except ModelUnavailableError as exc:
-                if parse_spec(self.spec).kind == "auto":
-                    raise ModelUnavailableError(NO_MODEL) from exc
-                raise
-            self.name = self._model.name
-            self.dialect = self._model.dialect
-
-    def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:
-        if self._model is None:
-            raise ModelError("the model was not opened")
-        return self._model.stream(messages, params)
+            return model
+        try:
+            return await self.registry.get(self.spec)
+        except ModelUnavailableError as exc:
+            if parse_spec(self.spec).kind == "auto":
+                raise ModelUnavailableError(NO_MODEL) from exc
+            raise
 
     async def aclose(self) -> None:
         """The registry owns shared backends (closed with the server); a user's own is closed here."""
-        if self.user_model is not None and self._model is not None:
-            await self._model.aclose()
+        if self.user_model is not None:
+            await super().aclose()

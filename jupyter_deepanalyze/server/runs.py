@@ -2,9 +2,10 @@
 
 Owns ``RunManager`` — at most one active run per kernel; each run a background task
 that outlives the request that started it and every browser connection; the events of
-each run kept in memory and appended to a JSONL log, so any client can replay them from
-any ``seq``; cancel (the model stream stops, the kernel is interrupted, the run ends
-``cancelled``); approvals (``approval_required`` waits for the user's answer); finished
+each run kept in memory while it runs and appended to a JSONL log, so any client can
+replay them from any ``seq``; finished runs kept in a small LRU, the rest read back from
+their logs (the run list too: ``runlist``); cancel (the model stream stops, the kernel is
+interrupted, the run ends ``cancelled``); approvals (``approval_required`` waits for the user's answer); finished
 runs read back lazily from their logs after a server restart; active runs cancelled
 cleanly when the server stops; follow-ups (a finished run's conversation continued on
 the same kernel, its messages kept beside its log) and a run's chain of parents — and
@@ -33,11 +34,12 @@ from ..recorder import RunRecorder
 from .eventlog import EventLog, log_path, read_conversation, read_events, write_conversation
 from .kernels import KernelExecutors, KernelLease
 from .models import OnDemandModel
+from .runlist import DEFAULT_LIMIT, list_logged_runs, summary
 from .user_models import UserModel
 
 log = logging.getLogger(__name__)
 
-MAX_FINISHED_IN_MEMORY = 100
+MAX_FINISHED_IN_MEMORY = 16
 """Finished runs kept in memory; older ones are read back from their logs on demand."""
 MAX_CHAIN = 100
 """Follow-ups of follow-ups read back for one conversation, at most."""
@@ -75,6 +77,7 @@ class RunRequest:
     model: str
     files: Sequence[DataFile] = ()
     variables: Sequence[VariableInfo] = ()
+    more_files: int = 0  # data files beyond those described (a bounded listing)
     approval: str = "auto"
     user_model: UserModel | None = None  # the requesting user's own model (Model settings)
     follows: Conversation | None = None  # a follow-up: the finished run's conversation
@@ -124,13 +127,9 @@ class Run:
         return self.recorder.outcome.parent_run_id
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "kernel_id": self.kernel_id,
-            "status": self.status,
-            "question": self.recorder.outcome.question,
-            "parent_run_id": self.parent_run_id,
-        }
+        """Its entry in the run list (``runlist.summary``)."""
+        started = self.events[0] if self.events and self.events[0]["type"] == "run_started" else {}
+        return summary(self.run_id, {"kernel_id": self.kernel_id, **started}, self.status)
 
     # ----------------------------------------------------------------- events
 
@@ -216,9 +215,12 @@ class RunManager:
     # ----------------------------------------------------------------- queries
 
     def check_idle(self, kernel_id: str) -> None:
+        """Raise ``KernelHasActiveRun``, or ``KernelUnresponsive`` while the kernel is still
+        busy with the code of a cancelled run that ignored the interrupt."""
         run = self._active.get(kernel_id)
         if run is not None:
             raise KernelHasActiveRun(kernel_id, run.run_id)
+        self.executors.check_responsive(kernel_id)
 
     def get(self, run_id: str) -> Run:
         run = self._runs.get(run_id) or self._finished.get(run_id)
@@ -231,6 +233,24 @@ class RunManager:
         if not path.is_file():
             raise UnknownRun(f"No run {run_id!r}.")
         return self._remember(self._load(run_id, path))
+
+    async def list_runs(
+        self, kernel_id: str | None = None, *, limit: int = DEFAULT_LIMIT, before: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Summaries of every run logged (active ones with their live status), newest
+        first, read from the logs off the event loop; raises ``runlist.UnknownCursor``."""
+        live = {run.run_id: run.summary() for run in self._runs.values()}
+        listed = await asyncio.to_thread(
+            list_logged_runs, self.log_dir, kernel_id=kernel_id, limit=limit, before=before, live=live
+        )
+        if before is None:  # an active run whose log could not be written is listed all the same
+            unlogged = [
+                entry
+                for entry in live.values()
+                if kernel_id in (None, entry["kernel_id"]) and not log_path(self.log_dir, entry["run_id"]).exists()
+            ]
+            listed = unlogged + listed
+        return listed[:limit]
 
     def follow_up_of(self, parent_run_id: str, kernel_id: str) -> Conversation:
         """The conversation a follow-up of ``parent_run_id`` on ``kernel_id`` continues.
@@ -263,11 +283,6 @@ class RunManager:
                 break
         return runs[::-1]
 
-    def runs(self, kernel_id: str | None = None) -> list[Run]:
-        """The runs in memory, newest first (active ones, then the latest finished)."""
-        runs = [*reversed(self._runs.values()), *reversed(self._finished.values())]
-        return [r for r in runs if kernel_id is None or r.kernel_id == kernel_id]
-
     # ------------------------------------------------------------------- runs
 
     def start(self, request: RunRequest) -> Run:
@@ -285,9 +300,16 @@ class RunManager:
             approval=run.request_approval if manual else None,
             run_id=run.run_id,
             kernel_id=request.kernel_id,
+            secrets=(request.user_model.api_key,) if request.user_model else (),
             file_links=request.file_links,
         )
-        task = Task(request.question, tuple(request.files), tuple(request.variables), follows=request.follows)
+        task = Task(
+            request.question,
+            tuple(request.files),
+            tuple(request.variables),
+            request.more_files,
+            follows=request.follows,
+        )
         self._active[request.kernel_id] = run
         self._runs[run.run_id] = run
         self._tasks[run.run_id] = asyncio.create_task(self._drive(run, task, model, lease))

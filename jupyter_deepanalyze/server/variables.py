@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import variables as core_variables
-from ..execution import DeadKernelError, ExecutionFailure
+from ..execution import DeadKernelError, ExecutionFailure, KernelUnresponsive
 from ..execution.kernel import KernelExecutor
 from ..protocol import VariableInfo
 from ..variables import variable_info
@@ -123,6 +123,8 @@ async def inspect_variables(
         )
     except DeadKernelError as exc:
         raise VariablesUnavailable(f"The kernel is not running: {exc}") from None
+    except KernelUnresponsive as exc:
+        raise VariablesUnavailable(f"Cannot read the kernel's variables: {exc}") from None
     except (asyncio.TimeoutError, ExecutionFailure):
         raise _busy(timeout) from None
     answer = (reply.get("user_expressions") or {}).get("variables") or {}

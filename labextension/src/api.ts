@@ -46,6 +46,7 @@ export interface IRunSummary {
   run_id: string;
   kernel_id: string | null;
   status: RunStatus;
+  /** The question, shortened to 500 characters (the run's own events hold all of it). */
   question: string | null;
   /** The run it follows up, for a follow-up. */
   parent_run_id?: string | null;
@@ -143,7 +144,10 @@ export class DeepAnalyzeClient {
     return this._request(`runs/${encodeURIComponent(runId)}`);
   }
 
-  /** The runs the server knows, those on `kernelId` only when given. */
+  /**
+   * The runs the server has logged, newest first (the 50 newest; those on `kernelId`
+   * only when given).
+   */
   async listRuns(kernelId?: string): Promise<IRunSummary[]> {
     const query = kernelId ? `?kernel_id=${encodeURIComponent(kernelId)}` : '';
     const reply = await this._request<{ runs: IRunSummary[] }>(

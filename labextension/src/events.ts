@@ -35,9 +35,19 @@ export function cellIdFor(runId: string, step: number): string {
   return `da-${runId.slice(0, 16)}-${step}`;
 }
 
-/** `dead`: the kernel died or was restarted under the run (its variables are gone). */
+/**
+ * `dead`: the kernel died or was restarted under the run (its variables are gone).
+ * `unresponsive`: the code ignored the interrupt (it catches `KeyboardInterrupt`) and the
+ * kernel is still busy with it; restarting the kernel frees it.
+ */
 export type ExecutionStatus =
-  'ok' | 'error' | 'timeout' | 'interrupted' | 'skipped' | 'dead';
+  | 'ok'
+  | 'error'
+  | 'timeout'
+  | 'interrupted'
+  | 'skipped'
+  | 'dead'
+  | 'unresponsive';
 
 /** Final statuses of `run_finished`. */
 export type FinalRunStatus =

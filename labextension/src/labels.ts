@@ -172,8 +172,15 @@ export function labelsFor(trans: TranslationBundle) {
           return trans.__('skipped');
         case 'dead':
           return trans.__('the kernel died');
+        case 'unresponsive':
+          return trans.__('still running: the code ignores interrupts');
       }
     },
+    /** Shown when a run's code ignored the interrupt and keeps the kernel busy. */
+    kernelUnresponsive: trans.__(
+      'The kernel is still busy with code that ignores interrupts: nothing else can run in it. Restart the kernel to use it again (its variables will be lost).'
+    ),
+    restartKernel: trans.__('Restart kernel'),
 
     // ---- the %analyze output
     runOutputTitle: trans.__('DeepAnalyze run'),

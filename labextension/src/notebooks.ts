@@ -25,6 +25,8 @@ import type { INotebookTarget } from './runCells';
 export interface IOpenNotebook {
   /** Its path, which a rename changes. */
   readonly path: string;
+  /** Id of its widget (what JupyterLab's notebook commands take as `semanticWidget`). */
+  readonly widgetId: string;
   /** Id of its kernel, or null without one (known once `ready` resolved). */
   readonly kernelId: string | null;
   /** Id of its active cell, or null. */
@@ -87,6 +89,10 @@ class PanelNotebook implements IOpenNotebook {
 
   get path(): string {
     return this.panel.context.path;
+  }
+
+  get widgetId(): string {
+    return this.panel.id;
   }
 
   get kernelId(): string | null {

@@ -25,6 +25,9 @@ import type { RunSession } from './session';
 import { EarlierRun, type IRunViewProps, RunExport, RunFiles } from './thread';
 import type { ITranscriptEntry } from './transcript';
 
+/** JupyterLab's command that restarts a notebook's kernel (Kernel › Restart Kernel…). */
+const RESTART_KERNEL_COMMAND = 'notebook:restart-kernel';
+
 /** The sidebar widget's DOM id (stable, for layout restoration and tests). */
 export const PANEL_ID = 'jp-deepanalyze-panel';
 
@@ -298,8 +301,11 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
     const labels = this.labels;
     const transcript = session.transcript;
     const end = session.finishedAt ?? Date.now();
-    // A failed run's status step says what its alert says: the alert shows it once.
-    const failed = transcript.status === 'failed' && !!transcript.error;
+    // A failed run's status step says what its alert says: the alert shows it once (so
+    // does a cancel whose code kept the kernel busy).
+    const failed =
+      (transcript.status === 'failed' || transcript.status === 'cancelled') &&
+      !!transcript.error;
     return (
       <>
         {transcript.question && (
@@ -332,6 +338,18 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
         {failed && (
           <div className="jp-DeepAnalyze-error" role="alert">
             {labels.error(transcript.error ?? '')}
+          </div>
+        )}
+        {session.finished && transcript.kernelUnresponsive && (
+          <div className="jp-DeepAnalyze-unresponsive">
+            <button
+              className="jp-mod-styled jp-mod-warn"
+              aria-label={labels.restartKernel}
+              title={labels.kernelUnresponsive}
+              onClick={() => void this._restartKernel()}
+            >
+              {labels.restartKernel}
+            </button>
           </div>
         )}
         {session.streamError && (
@@ -445,6 +463,15 @@ export class AssistantPanel extends VDomRenderer<AssistantModel> {
           </div>
         )}
       </li>
+    );
+  }
+
+  /** JupyterLab's own "Restart Kernel…" (with its confirmation) on the run's notebook. */
+  private async _restartKernel(): Promise<void> {
+    const notebook = this.model.runs.notebook;
+    await this.commands.execute(
+      RESTART_KERNEL_COMMAND,
+      notebook ? { semanticWidget: notebook.widgetId } : {}
     );
   }
 

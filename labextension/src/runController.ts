@@ -244,6 +244,12 @@ export class RunController {
     }
   }
 
+  /** The notebook of the current run, when it is open. */
+  get notebook(): IOpenNotebook | undefined {
+    const session = this._session;
+    return session ? this._notebooks.find(session.notebookPath) : undefined;
+  }
+
   /** Activates and shows a cell of the current run in its notebook. */
   async revealCell(cellId: string): Promise<void> {
     const session = this._session;

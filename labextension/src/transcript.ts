@@ -100,8 +100,15 @@ export class RunTranscript {
         : []
     );
   }
-  /** The run's error message, when it failed. */
+  /** The run's error message, when it failed (or a cancel's, when the kernel kept running). */
   error: string | null = null;
+
+  /** A block of the run ignored the interrupt: the kernel stays busy until restarted. */
+  get kernelUnresponsive(): boolean {
+    return this._entries.some(
+      entry => entry.execution?.status === 'unresponsive'
+    );
+  }
 
   get finished(): boolean {
     return this._finalStatus !== null;

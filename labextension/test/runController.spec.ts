@@ -152,6 +152,7 @@ class FakeNotebook implements IOpenNotebook {
   }
 
   readonly model = new YNotebook();
+  readonly widgetId = 'fake-notebook-panel';
   activeCellId: string | null = 'user-load';
   isClosed = false;
 

@@ -79,6 +79,20 @@ describe('RunTranscript', () => {
     ]);
   });
 
+  it('says when a cancelled block keeps the kernel busy, with the reason', () => {
+    const run = new RunEvents(RUN).started().code(1, 'while True: ...');
+    run.executed(1, null, 'unresponsive');
+    const error =
+      'The kernel did not stop: the running code ignores interrupts (it catches KeyboardInterrupt) and the kernel is still busy with it.';
+    run.push({ type: 'run_finished', status: 'cancelled', error });
+    const transcript = new RunTranscript(RUN);
+    transcript.applyAll(run.events);
+    expect(transcript.status).toBe('cancelled');
+    expect(transcript.kernelUnresponsive).toBe(true);
+    expect(transcript.error).toBe(error);
+    expect(transcript.entries[0].execution?.status).toBe('unresponsive');
+  });
+
   it('lists a code cell as waiting for approval until it ran or was skipped', () => {
     const run = new RunEvents(RUN)
       .started()
