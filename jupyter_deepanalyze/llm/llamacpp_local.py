@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import codecs
+import contextlib
+import functools
 import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import Dialect, dialect_for
-from . import ContextWindowFullError, GenerationParams, Message, ModelError, ModelUnavailableError
+from . import ContextWindowFullError, GenerationParams, Message, ModelUnavailableError
+from .generation_thread import stream_generation
 from .turn_guide import TurnGuide, turn_grammar
 
 INSTALL_HINT = "pip install 'jupyter-deepanalyze[llamacpp]'"
@@ -216,27 +219,11 @@ class LlamaCppModel:
             raise ContextWindowFullError(limit=self.context_length, needed=len(tokens))
         wanted = min(params.max_tokens, self.max_new_tokens or params.max_tokens, room)
         guide = await asyncio.to_thread(self._guide, turn_grammar(messages)) if self.guided else None
-        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
-        stop = threading.Event()
-        worker = threading.Thread(
-            target=self._generate,
-            args=(loaded, tokens, wanted, params, guide, queue, asyncio.get_running_loop(), stop),
-            name="deepanalyze-llamacpp",
-            daemon=True,
-        )
-        worker.start()
-        text = ""
-        try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise ModelError(f"Generation failed: {type(item).__name__}: {item}") from item
-                text += item
-                yield item
-                if any(s in text for s in params.stop):
-                    break  # the stop string may arrive mid-token: the rest is not the turn
-        finally:
-            stop.set()
-            await asyncio.to_thread(worker.join)
+        generate = functools.partial(self._generate, loaded, tokens, wanted, params, guide)
+        # Closing this stream closes the worker's at once (the model is free when it returns).
+        async with contextlib.aclosing(stream_generation(generate, params.stop, name="deepanalyze-llamacpp")) as pieces:
+            async for piece in pieces:
+                yield piece
 
     def _generate(
         self,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -29,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import Dialect, dialect_for
-from . import ContextWindowFullError, GenerationParams, Message, ModelError, ModelUnavailableError
+from . import ContextWindowFullError, GenerationParams, Message, ModelUnavailableError
 from .chat_template import render_prompt
+from .generation_thread import stream_generation
 from .turn_guide import TurnGuide, turn_grammar
 
 log = logging.getLogger(__name__)
@@ -255,29 +257,11 @@ class TransformersModel:
             raise ContextWindowFullError(limit=loaded.context_length, needed=prompt_tokens)
         wanted = min(params.max_tokens, self.max_new_tokens or params.max_tokens)
         guide = await asyncio.to_thread(self._guide, turn_grammar(messages)) if self.guided else None
-        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
-        stop = threading.Event()
-        worker = threading.Thread(
-            target=self._generate,
-            args=(loaded, inputs, min(wanted, room), params, guide, queue, asyncio.get_running_loop(), stop),
-            name="deepanalyze-generate",
-            daemon=True,
-        )
-        worker.start()
-        text = ""
-        try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise ModelError(f"Generation failed: {type(item).__name__}: {item}") from item
-                text += item
-                yield item
-                if any(s in text for s in params.stop):
-                    break  # the stop string may arrive mid-token: the rest is not the turn
-        finally:
-            stop.set()
-            # Generation checks ``stop`` after every token; waiting for it keeps the model
-            # free for the next turn and no torch thread outlives the interpreter.
-            await asyncio.to_thread(worker.join)
+        generate = functools.partial(self._generate, loaded, inputs, min(wanted, room), params, guide)
+        # Closing this stream closes the worker's at once (the model is free when it returns).
+        async with contextlib.aclosing(stream_generation(generate, params.stop, name="deepanalyze-generate")) as pieces:
+            async for piece in pieces:
+                yield piece
 
     def _guide(self, grammar: str) -> TurnGuide:
         loaded = self._loaded
