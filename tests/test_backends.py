@@ -358,6 +358,7 @@ def test_the_tiny_model_demo_runs_model_written_code_on_the_data_then_reports(tm
         assert done.returncode == 0, done.stderr
         assert "model gemma-3-270m (tiny)" in done.stderr
         assert "Loading weights" not in done.stderr and "llama_" not in done.stderr  # progress lines only
+        assert "Warning" not in done.stderr, done.stderr  # a library's deprecation notice is not progress
         roles = _cells_by_role(nbformat.read(out, as_version=4))
         ran = [
             i for i, (role, cell) in enumerate(roles)

@@ -103,6 +103,14 @@ class LoadedModel:
         self.cache = cache
         self.cached_ids = sequence[: cache.get_seq_length()]
 
+    @functools.cached_property
+    def cache_keyword(self) -> str:
+        """How ``generate`` takes a cache: ``cache`` since transformers renamed it (passing
+        the old ``past_key_values`` there prints a FutureWarning into the user's progress)."""
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+
 
 _loaded: dict[tuple[str, str], LoadedModel] = {}
 _load_lock = threading.Lock()
@@ -341,7 +349,7 @@ class TransformersModel:
                     tokenizer=loaded.tokenizer,
                     stopping_criteria=StoppingCriteriaList([Cancelled()]),
                     pad_token_id=loaded.tokenizer.pad_token_id or loaded.tokenizer.eos_token_id,
-                    past_key_values=cache,
+                    **{loaded.cache_keyword: cache},
                     **sampling,
                 )
                 if cache is not None:
