@@ -18,7 +18,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from jupyter_deepanalyze.agent import Agent, Task
 from jupyter_deepanalyze.eval.scripted_server import Fault, ScriptedServer
+from jupyter_deepanalyze.events import Event
+from jupyter_deepanalyze.execution import Executor
+from jupyter_deepanalyze.llm.openai_compat import OpenAICompatModel
 
 Turn = str | Fault | Callable[[dict[str, Any]], str]
 
@@ -46,6 +50,17 @@ class ScriptedLLM(ScriptedServer):
                 return None
             turn = self.turns.pop(0)
         return turn(body) if callable(turn) else turn
+
+
+async def run_agent(llm: ScriptedLLM, executor: Executor, task: Task, **options: Any) -> tuple[Agent, list[Event]]:
+    """Runs an ``Agent`` (``options``) on ``task`` against ``llm`` to its end: the agent and its events."""
+    model = OpenAICompatModel(llm.url)
+    agent = Agent(model, executor, **options)
+    try:
+        events = [event async for event in agent.run(task)]
+    finally:
+        await model.aclose()
+    return agent, events
 
 
 def main() -> None:

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_deepanalyze.agent import Agent, Task
+from jupyter_deepanalyze.agent import Task
 from jupyter_deepanalyze.artifacts import Artifact, files_section
 from jupyter_deepanalyze.events import Artifacts, CellCreated, Event
 from jupyter_deepanalyze.execution import snapshots
 from jupyter_deepanalyze.execution.kernel import KernelExecutor
 from jupyter_deepanalyze.execution.snapshots import FolderSnapshot, changed_files
-from jupyter_deepanalyze.llm.openai_compat import OpenAICompatModel
 
-from .scripted_llm import ScriptedLLM
+from .scripted_llm import ScriptedLLM, run_agent
 
 
 def code_turn(code: str) -> str:
@@ -58,11 +57,8 @@ async def executor(tmp_path: Path) -> AsyncIterator[KernelExecutor]:
 
 
 async def run(llm: ScriptedLLM, executor, **options) -> list[Event]:
-    model = OpenAICompatModel(llm.url)
-    try:
-        return [event async for event in Agent(model, executor, **options).run(Task("Write files."))]
-    finally:
-        await model.aclose()
+    _, events = await run_agent(llm, executor, Task("Write files."), **options)
+    return events
 
 
 async def test_files_a_block_creates_or_modifies_are_reported_and_linked_from_the_report(

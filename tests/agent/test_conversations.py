@@ -4,26 +4,22 @@ longer fits the context window. Scripted model server, real kernel."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
-from jupyter_deepanalyze.agent import Agent, Task
+from jupyter_deepanalyze.agent import Task
 from jupyter_deepanalyze.conversation import (
     SHORTENED_OUTPUT_CHARS,
     Conversation,
     follow_up_messages,
     shorten_history,
 )
-from jupyter_deepanalyze.events import Event, RunFinished, RunStarted
+from jupyter_deepanalyze.events import RunFinished, RunStarted
 from jupyter_deepanalyze.execution.kernel import KernelExecutor
 from jupyter_deepanalyze.feedback import cap_output
-from jupyter_deepanalyze.llm.openai_compat import OpenAICompatModel
 from jupyter_deepanalyze.protocol import GENERIC, NATIVE, build_first_message
-from jupyter_deepanalyze.workspace import list_data_files, stage_inputs
+from jupyter_deepanalyze.workspace import list_data_files
 
-from .scripted_llm import ScriptedLLM
+from ..scripted_llm import run_agent
 
 LOAD = (
     "<Analyze>\nLoad the data.\n</Analyze>\n"
@@ -37,39 +33,16 @@ BY_DEPT = (
 FOLLOW_ANSWER = "<Answer>\nDepartment rates are listed above.\n</Answer>"
 
 
-@pytest.fixture
-async def workdir(tmp_path: Path, simpson_csv: Path) -> Path:
-    stage_inputs([simpson_csv], tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
-async def executor(workdir: Path) -> AsyncIterator[KernelExecutor]:
-    executor = await KernelExecutor.start(cwd=workdir)
-    yield executor
-    await executor.shutdown()
-
-
-async def run(llm: ScriptedLLM, executor: KernelExecutor, task: Task, **options) -> tuple[Agent, list[Event]]:
-    model = OpenAICompatModel(llm.url)
-    agent = Agent(model, executor, **options)
-    try:
-        events = [event async for event in agent.run(task)]
-    finally:
-        await model.aclose()
-    return agent, events
-
-
 async def test_a_follow_up_sends_the_parent_messages_then_the_new_question_on_the_same_kernel(
     scripted_llm, executor: KernelExecutor, workdir: Path
 ) -> None:
     first_llm = scripted_llm([LOAD, ANSWER])
-    parent, _ = await run(first_llm, executor, Task("How big is the table?", list_data_files(workdir)))
+    parent, _ = await run_agent(first_llm, executor, Task("How big is the table?", list_data_files(workdir)))
     (workdir / "notes.txt").write_text("a file that appeared since\n")
 
     llm = scripted_llm([BY_DEPT, FOLLOW_ANSWER])
     files = list_data_files(workdir)
-    follow_up, events = await run(llm, executor, Task("And by department?", files, follows=parent.conversation()))
+    follow_up, events = await run_agent(llm, executor, Task("And by department?", files, follows=parent.conversation()))
 
     # Byte for byte: the parent's messages as sent, then the new question built like a
     # first message, the working folder's files as they are now.
@@ -139,13 +112,13 @@ async def test_a_follow_up_that_outgrows_the_window_shortens_the_oldest_output_a
 ) -> None:
     # The scripted server counts 4 characters per token and refuses what exceeds its window.
     first_llm = scripted_llm([BIG, ANSWER], max_model_len=3700)
-    parent, _ = await run(first_llm, executor, Task("Print a lot."))
+    parent, _ = await run_agent(first_llm, executor, Task("Print a lot."))
     assert parent.status == "completed"
     big_output = "x" * 13300 + "\n"
     assert {"role": "execute", "content": big_output} in parent.messages
 
     llm = scripted_llm([MORE, FOLLOW_ANSWER], max_model_len=3700)
-    follow_up, events = await run(llm, executor, Task("And more?", follows=parent.conversation()))
+    follow_up, events = await run_agent(llm, executor, Task("And more?", follows=parent.conversation()))
 
     assert follow_up.status == "completed", [e for e in events if isinstance(e, RunFinished)]
     first, refused, retried = llm.requests[0], llm.requests[1], llm.requests[2]
@@ -168,7 +141,7 @@ async def test_a_history_with_nothing_left_to_shorten_ends_the_run_with_the_wind
     scripted_llm, executor: KernelExecutor
 ) -> None:
     llm = scripted_llm([MORE, ANSWER], max_model_len=480)
-    agent, events = await run(llm, executor, Task("Print some."))
+    agent, events = await run_agent(llm, executor, Task("Print some."))
 
     finished = events[-1]
     assert isinstance(finished, RunFinished) and finished.status == "failed"

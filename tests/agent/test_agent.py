@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pandas as pd
@@ -15,9 +14,9 @@ from jupyter_deepanalyze.execution.kernel import KernelExecutor
 from jupyter_deepanalyze.llm.openai_compat import OpenAICompatModel
 from jupyter_deepanalyze.protocol import DataFile, build_first_message
 from jupyter_deepanalyze.recorder import RunRecorder, record_run
-from jupyter_deepanalyze.workspace import list_data_files, stage_inputs
+from jupyter_deepanalyze.workspace import list_data_files
 
-from .scripted_llm import ScriptedLLM
+from ..scripted_llm import run_agent
 
 LOAD = (
     "<Analyze>\nLoad the data and compare success rates by treatment.\n</Analyze>\n"
@@ -29,29 +28,6 @@ FAIL = (
     "<Code>\n```python\nprint('checking')\nprint(df['missing'])\n```\n</Code>"
 )
 ANSWER = "<Answer>\n# Report\n\nTreatment 1 wins within every department.\n</Answer>"
-
-
-@pytest.fixture
-async def workdir(tmp_path: Path, simpson_csv: Path) -> Path:
-    stage_inputs([simpson_csv], tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
-async def executor(workdir: Path) -> AsyncIterator[KernelExecutor]:
-    executor = await KernelExecutor.start(cwd=workdir)
-    yield executor
-    await executor.shutdown()
-
-
-async def run_agent(llm: ScriptedLLM, executor: KernelExecutor, task: Task, **options) -> tuple[Agent, list[Event]]:
-    model = OpenAICompatModel(llm.url)
-    agent = Agent(model, executor, **options)
-    try:
-        events = [event async for event in agent.run(task)]
-    finally:
-        await model.aclose()
-    return agent, events
 
 
 def simpson_task(workdir: Path) -> Task:
