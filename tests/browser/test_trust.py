@@ -44,12 +44,16 @@ def test_stop_on_code_that_ignores_it_offers_a_kernel_restart(
         "Restart the kernel (Kernel > Restart Kernel…) to use it again"
     )
 
+    stale = panel.locator(".jp-DeepAnalyze-error").filter(has_text="Cannot list dataframes")
+    expect(stale).to_contain_text("still busy with code that ignored the interrupt")
+
     # JupyterLab's own Restart Kernel, with its confirmation, on the run's notebook.
     lab_page.button("Restart kernel").click()
     dialog = page.locator(".jp-Dialog")
     expect(dialog).to_contain_text("Restart Kernel")
     dialog.get_by_role("button", name="Confirm Kernel Restart").click()
     lab_page.wait_for_kernel("idle")
+    expect(stale).to_have_count(0)  # the dataframes are listed again once the kernel is back
 
     lab_page.ask("And now?")
     lab_page.expect_status("completed", timeout=30_000)
