@@ -191,17 +191,8 @@ def extract_code(block: str) -> str:
     other than ``python`` on the opening fence line (```py) is skipped too, and a fence
     that is never closed runs to the end of the block.
     """
-    content = block.strip()
-    opening = _FENCE.search(content)
-    if opening is None:
-        return content
-    start = opening.end()
-    language = _FENCE_LANGUAGE.match(content, start)
-    if language is not None:
-        start = language.end()
-    closing = _FENCE.search(content, start)
-    end = closing.start() if closing is not None else len(content)
-    return content[start:end].strip()
+    start, end, _ = _code_span(block)
+    return block[start:end].strip()
 
 
 def _code_span(block: str) -> tuple[int, int, bool]:

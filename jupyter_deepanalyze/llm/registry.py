@@ -159,7 +159,11 @@ def create_model(spec: ModelSpec, config: DeepAnalyze) -> ChatModel:
 
 async def open_model(config: DeepAnalyze, spec: str | None = None) -> ChatModel:
     """The backend for ``spec`` (default: ``config.model``), ready to stream."""
-    model = create_model(await resolve_spec(spec or config.model), config)
+    return await made_ready(create_model(await resolve_spec(spec or config.model), config))
+
+
+async def made_ready(model: ChatModel) -> ChatModel:
+    """``model`` once ``ready()``; closed (and the error raised) when it cannot be."""
     try:
         await model.ready()
     except BaseException:

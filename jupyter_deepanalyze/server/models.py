@@ -18,7 +18,7 @@ from dataclasses import replace
 from ..config import DeepAnalyze
 from ..llm import ChatModel, ModelUnavailableError
 from ..llm.description import ModelDescription, describe
-from ..llm.registry import DeferredModel, ModelRegistry, parse_spec
+from ..llm.registry import DeferredModel, ModelRegistry, made_ready, parse_spec
 from ..protocol import dialect_for
 from .user_models import UserModel, probe_user_model
 
@@ -122,13 +122,7 @@ class OnDemandModel(DeferredModel):
 
     async def _open(self) -> ChatModel:
         if self.user_model is not None:
-            model = self.user_model.open(self.registry.config)
-            try:
-                await model.ready()
-            except BaseException:
-                await model.aclose()
-                raise
-            return model
+            return await made_ready(self.user_model.open(self.registry.config))
         try:
             return await self.registry.get(self.spec)
         except ModelUnavailableError as exc:
